@@ -1,0 +1,40 @@
+-- PostgreSQL 10 and 11: no pg_partition_root/pg_partition_tree, no generated
+-- columns. The partition tree comes from pg_inherits.
+WITH RECURSIVE tree(leaf, root) AS (
+    SELECT i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits up WHERE up.inhrelid = i.inhparent)
+  UNION ALL
+    SELECT i.inhrelid, t.root FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.leaf
+), roots AS (SELECT leaf, root FROM tree)
+-- Every user relation pgmove may care about: tables (plain, partitioned,
+-- unlogged), foreign tables and materialized views, outside system schemas and
+-- not owned by an extension.
+SELECT c.oid::int8,
+       n.nspname,
+       c.relname,
+       c.relkind::text,
+       c.relpersistence::text,
+       c.relreplident::text,
+       c.relispartition,
+       COALESCE((SELECT roots.root::int8 FROM roots WHERE roots.leaf = c.oid AND c.relispartition), 0) AS root_oid,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p WHERE p.conrelid = c.oid AND p.contype = 'p') AS has_pk,
+       COALESCE((SELECT i.relname FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+                  WHERE x.indrelid = c.oid AND x.indisreplident), '') AS ident_index,
+       CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_table_size(c.oid) ELSE 0 END AS bytes,
+       CASE WHEN c.relkind = 'p' THEN COALESCE((SELECT sum(pg_catalog.pg_table_size(roots.leaf))::int8
+                                                  FROM roots WHERE roots.root = c.oid), 0)
+            ELSE 0 END AS tree_bytes,
+       GREATEST(c.reltuples, 0)::int8 AS est_rows,
+       c.relrowsecurity,
+       c.relhastriggers,
+       '{}'::name[] AS generated
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'f', 'm')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast'
+   AND n.nspname !~ '^pg_temp_'
+   AND c.relpersistence <> 't'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY n.nspname, c.relname

@@ -1,0 +1,260 @@
+package check
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/replication"
+	"github.com/pgmove/pgmove/internal/schema"
+)
+
+// specialObjects is the seed's check-special-object, done right: every kind
+// of object logical replication does not carry, and what happens to it.
+func (c *checker) specialObjects(ctx context.Context) error {
+	if c.src == nil || c.snap == nil {
+		return nil
+	}
+	selected := func(t *catalog.Table) bool { return config.Selected(c.m.Include, c.m.Exclude, t.Schema, t.Name) }
+	partitions := map[uint32]int{}
+	for _, t := range c.snap.Tables {
+		if t.Partition {
+			partitions[t.RootOID]++
+		}
+	}
+	for _, t := range c.snap.Tables {
+		if !selected(t) {
+			continue
+		}
+		switch {
+		case t.Kind == 'm':
+			c.r.add(Warning, config.Source, "materialized_view", t.String(),
+				"materialized view: not replicated; copy-seq refreshes it on the target at the switch", "REFRESH MATERIALIZED VIEW "+t.Ident()+";  -- on the target, after the switch")
+		case t.Kind == 'f':
+			c.r.add(Warning, config.Source, "foreign_table", t.String(),
+				"foreign table: its definition is copied, its data stays on the remote server; the target needs the wrapper's extension, server and user mappings (with their passwords)", "")
+		case t.Persistence == 'u' && (t.Kind == 'r' || t.Kind == 'p'):
+			c.r.add(Warning, config.Source, "unlogged_table", t.String(),
+				"unlogged table: logical replication skips it; copy-seq copies its rows at the switch", "ALTER TABLE "+t.Ident()+" SET LOGGED;  -- to have it replicated instead (rewrites the table)")
+		case t.Kind == 'p' && !t.Partition:
+			c.r.add(Info, config.Source, "partitioned_table", t.String(),
+				fmt.Sprintf("partitioned table with %d partition(s): published through its root, so the target may partition it differently", partitions[t.OID]), "")
+		}
+		if t.RLS {
+			c.r.add(Info, config.Source, "row_level_security", t.String(),
+				"row-level security: the replication role and pgmove's copy must bypass it (BYPASSRLS or superuser), or rows go missing", "")
+		}
+		if len(t.Generated) > 0 && t.Kind == 'r' {
+			c.r.add(Info, config.Source, "generated_column", t.String(),
+				fmt.Sprintf("generated column(s) %s: not copied; the target computes them", strings.Join(t.Generated, ", ")), "")
+		}
+	}
+	var los int64
+	var eventTriggers []string
+	if err := c.src.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata").Scan(&los); err != nil {
+		return c.src.Wrap("count large objects", err)
+	}
+	if los > 0 {
+		c.r.add(Warning, config.Source, "large_objects", "", fmt.Sprintf("%d large object(s): not replicated; copy-seq copies them at the switch", los), "")
+	}
+	rows, err := c.src.Query(ctx, "SELECT evtname FROM pg_catalog.pg_event_trigger ORDER BY 1")
+	if err != nil {
+		return c.src.Wrap("list event triggers", err)
+	}
+	eventTriggers, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return c.src.Wrap("list event triggers", err)
+	}
+	for _, e := range eventTriggers {
+		c.r.add(Warning, config.Source, "event_trigger", catalog.QuoteName(e),
+			"event trigger: copy-schema restores it on the target, where it fires on DDL (including a later copy-schema)", "")
+	}
+	seqs, err := catalog.Sequences(ctx, c.src)
+	if err != nil {
+		return err
+	}
+	var unowned []string
+	for _, s := range seqs {
+		if !s.Owned() {
+			unowned = append(unowned, s.String())
+		}
+	}
+	if len(unowned) > 0 {
+		c.r.add(Info, config.Source, "sequence", "", fmt.Sprintf("%d sequence(s) owned by no column (%s): not replicated, like every sequence; copy-seq carries all of them",
+			len(unowned), strings.Join(firstN(unowned, 3), ", ")), "")
+	}
+	if len(seqs) > 0 {
+		c.r.add(Info, config.Source, "sequence", "", fmt.Sprintf("%d sequence(s): not replicated; run copy-seq at the switch, after writes stop", len(seqs)), "")
+	}
+	return nil
+}
+
+// extensions: every extension of the source must be installable on the
+// target, or the schema restore fails.
+func (c *checker) extensions(ctx context.Context) error {
+	if c.src == nil || c.dst == nil {
+		return nil
+	}
+	exts, err := catalog.Extensions(ctx, c.src)
+	if err != nil {
+		return err
+	}
+	avail, err := catalog.AvailableExtensions(ctx, c.dst)
+	if err != nil {
+		return err
+	}
+	for _, e := range exts {
+		if e.Name == "plpgsql" {
+			continue
+		}
+		if _, ok := avail[e.Name]; !ok {
+			c.r.add(Error, config.Target, "extension", e.Name,
+				fmt.Sprintf("extension %s %s is installed on the source, but the target server has no files for it", e.Name, e.Version),
+				fmt.Sprintf("install the package that provides it on the target host (for Debian/PGDG: postgresql-%d-%s), then rerun", c.dst.Major(), e.Name))
+		}
+	}
+	return nil
+}
+
+// leftovers: slots, publications and subscriptions of an earlier run.
+func (c *checker) leftovers(ctx context.Context) error {
+	var sub bool
+	if c.dst != nil {
+		s, err := replication.Find(ctx, c.dst, c.m.SubName)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			sub = true
+			state := "enabled"
+			if !s.Enabled {
+				state = "disabled"
+			}
+			c.r.add(Info, config.Target, "subscription", c.m.SubName, fmt.Sprintf("subscription exists (%s): a migration is under way; pgmove progress shows it", state), "")
+		}
+		subs, err := catalog.Subscriptions(ctx, c.dst)
+		if err != nil {
+			return err
+		}
+		for _, s := range subs {
+			if s.Name != c.m.SubName {
+				c.r.add(Info, config.Target, "subscription", s.Name, "another subscription exists in the target database", "")
+			}
+		}
+	}
+	if c.src == nil {
+		return nil
+	}
+	slots, err := catalog.Slots(ctx, c.src)
+	if err != nil {
+		return err
+	}
+	for _, s := range slots {
+		switch {
+		case s.Name == c.m.SlotName && !sub && c.dst != nil:
+			c.r.add(Warning, config.Source, "slot", s.Name, fmt.Sprintf("replication slot left by an earlier run, retaining %s of WAL", PrettyBytes(s.RetainedBytes)),
+				"pgmove cleanup   -- or on the source: "+replication.DropSlotSQL(s.Name)+";")
+		case s.Name != c.m.SlotName && !s.Active && s.RetainedBytes > 0:
+			c.r.add(Warning, config.Source, "slot", s.Name, fmt.Sprintf("inactive %s slot retains %s of WAL: the source's disk fills while it lingers", s.Type, PrettyBytes(s.RetainedBytes)),
+				replication.DropSlotSQL(s.Name)+";  -- if nothing uses it any more")
+		}
+	}
+	pubs, err := catalog.Publications(ctx, c.src)
+	if err != nil {
+		return err
+	}
+	for _, p := range pubs {
+		if p.Name == c.m.PubName {
+			c.r.add(Info, config.Source, "publication", p.Name, "publication exists; create-pub reuses it", "")
+		}
+	}
+	return nil
+}
+
+// blockers: transactions that would stall creating the replication slot.
+func (c *checker) blockers(ctx context.Context) error {
+	if c.src == nil {
+		return nil
+	}
+	rows, err := c.src.Query(ctx, `SELECT gid, to_char(prepared, 'YYYY-MM-DD HH24:MI:SS') FROM pg_catalog.pg_prepared_xacts
+		WHERE database = pg_catalog.current_database() ORDER BY prepared`)
+	if err != nil {
+		return c.src.Wrap("list prepared transactions", err)
+	}
+	type px struct{ gid, at string }
+	prepared, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (px, error) {
+		var p px
+		return p, r.Scan(&p.gid, &p.at)
+	})
+	if err != nil {
+		return c.src.Wrap("list prepared transactions", err)
+	}
+	for _, p := range prepared {
+		c.r.add(Warning, config.Source, "prepared_transaction", p.gid, "prepared transaction since "+p.at+": creating the replication slot waits until it ends",
+			fmt.Sprintf("COMMIT PREPARED %s;  -- or ROLLBACK PREPARED", replication.QuoteLiteral(p.gid)))
+	}
+	rows, err = c.src.Query(ctx, `SELECT pid, COALESCE(usename::text, ''), extract(epoch FROM now() - xact_start)::int8
+		FROM pg_catalog.pg_stat_activity
+		WHERE backend_xid IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() AND now() - xact_start > interval '5 minutes'
+		ORDER BY xact_start`)
+	if err != nil {
+		return c.src.Wrap("list long transactions", err)
+	}
+	type lx struct {
+		pid  int
+		user string
+		secs int64
+	}
+	long, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (lx, error) {
+		var l lx
+		return l, r.Scan(&l.pid, &l.user, &l.secs)
+	})
+	if err != nil {
+		return c.src.Wrap("list long transactions", err)
+	}
+	for _, l := range long {
+		c.r.add(Warning, config.Source, "long_transaction", fmt.Sprint(l.pid),
+			fmt.Sprintf("transaction of %s open for %d s: creating the replication slot waits until it ends", l.user, l.secs),
+			fmt.Sprintf("SELECT pg_terminate_backend(%d);  -- if it can be ended", l.pid))
+	}
+	return nil
+}
+
+// targetTables: rows already on the target, published tables it lacks.
+func (c *checker) targetTables(ctx context.Context) error {
+	if c.dst == nil {
+		return nil
+	}
+	if s, err := replication.Find(ctx, c.dst, c.m.SubName); err != nil || s != nil {
+		return err // under way: rows on the target are expected
+	}
+	full, err := schema.TablesWithRows(ctx, c.dst)
+	if err != nil {
+		return err
+	}
+	if len(full) > 0 {
+		c.r.add(Warning, config.Target, "target_rows", "", fmt.Sprintf("%d table(s) on the target already hold rows (%s): copy-schema refuses to restore over data, and the initial copy would add rows to them",
+			len(full), strings.Join(firstN(full, 3), ", ")), "point dst at an empty database, or empty those tables if they are leftovers")
+	}
+	if c.snap == nil {
+		return nil
+	}
+	dsnap, err := catalog.Tables(ctx, c.dst)
+	if err != nil {
+		return err
+	}
+	missing := 0
+	for _, t := range c.r.Published {
+		if dsnap.Find(t.Schema, t.Name) == nil {
+			missing++
+		}
+	}
+	if missing > 0 {
+		c.r.add(Info, config.Target, "schema", "", fmt.Sprintf("%d of %d published table(s) are not on the target yet; copy-schema creates them", missing, len(c.r.Published)), "")
+	}
+	return nil
+}

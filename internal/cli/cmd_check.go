@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/check"
+)
+
+type checkOptions struct {
+	json    bool
+	copy    string
+	noProbe bool
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	o := &checkOptions{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Report everything that blocks or endangers the migration, with the fix for each",
+		Long: `check connects to both sides and reports, each with a severity and the
+statement or setting that fixes it: reachability and versions, wal_level,
+free slots, senders and workers, the roles' privileges (REPLICATION, SELECT,
+BYPASSRLS, CREATE), a real replication connection to the source (also from
+the target server, as the subscription will make it), every table's replica
+identity, objects logical replication does not carry, extensions missing on
+the target, and leftovers of an earlier run.
+
+Exit status 0 when ready, 3 when something blocks.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "check")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runCheck(cmd.Context(), s, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
+	cmd.Flags().StringVar(&o.copy, "copy", "native", "initial copy method the migration will use: native")
+	cmd.Flags().BoolVar(&o.noProbe, "no-probe", false, "skip the replication connection tests")
+	return cmd
+}
+
+func runCheck(ctx context.Context, s *session, o *checkOptions) error {
+	r, err := doCheck(ctx, s, o.copy, !o.noProbe)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := r.WriteJSON(s.g.stdout); err != nil {
+			return err
+		}
+	} else {
+		r.WriteText(s.g.stdout)
+	}
+	if !r.Ready {
+		return withCode(ExitProblems, blockedError(r))
+	}
+	return nil
+}
+
+func doCheck(ctx context.Context, s *session, copyMode string, probe bool) (*check.Report, error) {
+	if err := validCopy(copyMode); err != nil {
+		return nil, err
+	}
+	srcErr, dstErr := s.connect(ctx, true, true)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return check.Run(ctx, s.m, s.src, s.dst, srcErr, dstErr, check.Options{Native: copyMode == "native", Probe: probe}), nil
+}
+
+// blockedError is the one line that says why a migration cannot go on:
+// the first blocking finding with its fix.
+func blockedError(r *check.Report) error {
+	f := r.First()
+	if f == nil {
+		return fmt.Errorf("check found problems")
+	}
+	msg := f.Side + ": "
+	if f.Object != "" {
+		msg += f.Object + ": "
+	}
+	msg += f.Message
+	if f.Fix != "" {
+		msg += "; fix: " + oneLine(f.Fix)
+	}
+	if n := r.Errors(); n > 1 {
+		msg += fmt.Sprintf(" (and %d more blocking problem(s): pgmove check lists them)", n-1)
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+func validCopy(mode string) error {
+	switch mode {
+	case "native":
+		return nil
+	}
+	return &usageError{fmt.Errorf("--copy %q: the initial copy method is native (PostgreSQL's table sync)", mode)}
+}

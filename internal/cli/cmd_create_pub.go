@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/replication"
+)
+
+type createPubOptions struct {
+	dryRun bool
+	force  bool
+}
+
+func newCreatePubCmd(g *globals) *cobra.Command {
+	o := &createPubOptions{}
+	cmd := &cobra.Command{
+		Use:   "create-pub",
+		Short: "Create the publication on the source (or bring it up to date)",
+		Long: `create-pub creates the publication (default pub_<src_cls>_<src_db>) on the
+source for every table to migrate, read from the live catalogue: all
+ordinary tables, or those the include/exclude filters select. Partitioned
+tables are published through their root (PostgreSQL 13+). Unlogged, foreign
+and extension-owned tables and materialized views cannot be published.
+
+Rerunning changes nothing, or adds tables created since and drops tables
+no longer selected. It refuses while a table lacks a replica identity, since
+UPDATE and DELETE on it would then fail on the source.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "create-pub")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runCreatePub(cmd.Context(), s, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.force, "force", false, "publish tables without a replica identity anyway (their UPDATE and DELETE will fail on the source)")
+	return cmd
+}
+
+func runCreatePub(ctx context.Context, s *session, o *createPubOptions) error {
+	// The target is only needed for the lock; a pub can be made without it.
+	if _, err := s.connect(ctx, true, false); err != nil {
+		return err
+	}
+	_, _ = s.connect(ctx, false, true)
+	if !o.dryRun {
+		if err := s.begin(ctx); err != nil {
+			return err
+		}
+	}
+	return s.step("create-pub", func() (string, map[string]string, error) {
+		res, err := ensurePublication(ctx, s, o.dryRun, o.force)
+		if err != nil {
+			return "", nil, err
+		}
+		msg := res.Summary(s.m.PubName)
+		if !o.dryRun {
+			fmt.Fprintln(s.g.stdout, msg)
+		}
+		return msg, map[string]string{"publication": s.m.PubName}, nil
+	})
+}
+
+func ensurePublication(ctx context.Context, s *session, dryRun, force bool) (replication.PublicationResult, error) {
+	snap, err := catalog.Tables(ctx, s.src)
+	if err != nil {
+		return replication.PublicationResult{}, err
+	}
+	published := snap.Published(s.src.VersionNum, s.m.Include, s.m.Exclude)
+	if !force {
+		rows, err := check.Identities(ctx, s.src, snap, published)
+		if err != nil {
+			return replication.PublicationResult{}, err
+		}
+		var bad []string
+		var fixes []string
+		for _, r := range rows {
+			if !r.OK {
+				bad = append(bad, r.Name)
+				fixes = append(fixes, strings.SplitN(r.Fix, ";", 2)[0]+";")
+			}
+		}
+		if len(bad) > 0 {
+			return replication.PublicationResult{}, fmt.Errorf("source: %d table(s) have no primary key or replica identity (%s): once published, UPDATE and DELETE on them would fail on the source; fix: %s (pgmove check-replica-identity-solution --apply does it)",
+				len(bad), strings.Join(firstN(bad, 3), ", "), strings.Join(firstN(fixes, 2), " "))
+		}
+	}
+	return replication.EnsurePublication(ctx, s.runner(dryRun), s.src, s.m.PubName, published)
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) <= n {
+		return s
+	}
+	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
+}

@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/replication"
+	"github.com/pgmove/pgmove/internal/schema"
+)
+
+type createSubOptions struct {
+	dryRun bool
+	force  bool
+	copy   string
+}
+
+func newCreateSubCmd(g *globals) *cobra.Command {
+	o := &createSubOptions{}
+	cmd := &cobra.Command{
+		Use:   "create-sub",
+		Short: "Create the subscription on the target: initial copy, then live changes",
+		Long: `create-sub creates the subscription (default sub_<src_cls>_<src_db>) on the
+target, connected to the source as the replication user, with PostgreSQL's
+own initial copy of every published table (as in the seed), then the
+stream of changes. Its replication slot on the source has the same name.
+
+Rerunning changes nothing; it enables a disabled subscription, and refreshes
+it when the publication gained tables (which then get their initial copy).
+It refuses when the target lacks published tables (run copy-schema) or when
+they already hold rows (the copy would duplicate them), unless --force.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "create-sub")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runCreateSub(cmd.Context(), s, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.force, "force", false, "create the subscription although target tables hold rows")
+	cmd.Flags().StringVar(&o.copy, "copy", "native", "initial copy method: native (PostgreSQL's table sync)")
+	return cmd
+}
+
+func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
+	if err := validCopy(o.copy); err != nil {
+		return err
+	}
+	if err := s.connectBoth(ctx); err != nil {
+		return err
+	}
+	if !o.dryRun {
+		if err := s.begin(ctx); err != nil {
+			return err
+		}
+	}
+	return s.step("create-sub", func() (string, map[string]string, error) {
+		res, err := ensureSubscription(ctx, s, o.dryRun, o.force)
+		if err != nil {
+			return "", nil, err
+		}
+		var msg string
+		switch {
+		case res.Created:
+			msg = fmt.Sprintf("subscription %q created: PostgreSQL copies every table, then streams changes; follow it with pgmove progress --watch", s.m.SubName)
+		case res.Enabled || res.Refreshed:
+			msg = fmt.Sprintf("subscription %q updated (enabled: %t, refreshed for new tables: %t)", s.m.SubName, res.Enabled, res.Refreshed)
+		default:
+			msg = fmt.Sprintf("subscription %q already exists and is enabled; unchanged", s.m.SubName)
+		}
+		if !o.dryRun {
+			fmt.Fprintln(s.g.stdout, msg)
+		}
+		return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName, "oid": fmt.Sprint(res.OID)}, nil
+	})
+}
+
+func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (replication.SubscriptionResult, error) {
+	var none replication.SubscriptionResult
+	pubs, err := catalog.Publications(ctx, s.src)
+	if err != nil {
+		return none, err
+	}
+	found := false
+	for _, p := range pubs {
+		found = found || p.Name == s.m.PubName
+	}
+	if !found && !dryRun {
+		return none, fmt.Errorf("source: publication %q does not exist; run pgmove create-pub first", s.m.PubName)
+	}
+	pubTables, err := catalog.PublicationTables(ctx, s.src, s.m.PubName)
+	if err != nil {
+		return none, err
+	}
+	dsnap, err := catalog.Tables(ctx, s.dst)
+	if err != nil {
+		return none, err
+	}
+	var missing []string
+	for _, q := range pubTables {
+		if dsnap.Find(q.Schema, q.Name) == nil {
+			missing = append(missing, q.String())
+		}
+	}
+	if len(missing) > 0 {
+		return none, fmt.Errorf("target: %d published table(s) do not exist on the target (%s); run pgmove copy-schema first", len(missing), strings.Join(firstN(missing, 3), ", "))
+	}
+	sub, err := replication.Find(ctx, s.dst, s.m.SubName)
+	if err != nil {
+		return none, err
+	}
+	refresh := 0
+	if sub == nil {
+		if !force {
+			full, err := schema.TablesWithRows(ctx, s.dst)
+			if err != nil {
+				return none, err
+			}
+			if len(full) > 0 {
+				return none, fmt.Errorf("target: %d table(s) already hold rows (%s); the initial copy would add the source's rows to them: empty them, or pass --force", len(full), strings.Join(firstN(full, 3), ", "))
+			}
+		}
+		slots, err := catalog.Slots(ctx, s.src)
+		if err != nil {
+			return none, err
+		}
+		for _, sl := range slots {
+			if sl.Name == s.m.SlotName {
+				return none, fmt.Errorf("source: replication slot %q already exists, left by an earlier run (it retains WAL); run pgmove cleanup, or on the source: %s", sl.Name, replication.DropSlotSQL(sl.Name))
+			}
+		}
+	} else {
+		// Tables published but not yet in the subscription need a refresh.
+		in := map[string]bool{}
+		rows, err := s.dst.Query(ctx, `SELECT n.nspname, c.relname FROM pg_catalog.pg_subscription_rel sr
+			JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE sr.srsubid = $1`, sub.OID)
+		if err != nil {
+			return none, s.dst.Wrap("read subscription tables", err)
+		}
+		for rows.Next() {
+			var q catalog.QualifiedName
+			if err := rows.Scan(&q.Schema, &q.Name); err != nil {
+				rows.Close()
+				return none, s.dst.Wrap("read subscription tables", err)
+			}
+			in[q.Ident()] = true
+		}
+		if err := rows.Err(); err != nil {
+			return none, s.dst.Wrap("read subscription tables", err)
+		}
+		for _, q := range pubTables {
+			if !in[q.Ident()] {
+				refresh++
+			}
+		}
+	}
+	secret, shown := replication.SubConninfo(s.m)
+	spec := replication.SubscriptionSpec{
+		Name: s.m.SubName, Publication: s.m.PubName, Slot: s.m.SlotName, Conninfo: secret, Shown: shown,
+		CopyData: true, CreateSlot: true, Enabled: true, SrcVersion: s.src.VersionNum,
+	}
+	return replication.EnsureSubscription(ctx, s.runner(dryRun), s.dst, spec, refresh)
+}

@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/progress"
+	"github.com/pgmove/pgmove/internal/replication"
+	"github.com/pgmove/pgmove/internal/schema"
+)
+
+type migrateOptions struct {
+	copy       string
+	maxLag     string
+	timeout    time.Duration
+	withOwners bool
+	withGrants bool
+}
+
+func newMigrateCmd(g *globals) *cobra.Command {
+	o := &migrateOptions{}
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "check, copy-schema, create-pub, create-sub, then wait until the target has caught up",
+		Long: `migrate runs the whole stock migration: check (and stops on anything
+blocking), copy-schema, create-pub, create-sub, then follows the progress
+until every table is replicating and the lag is below --max-lag. That is the
+state in which a switchover can begin: migrate then exits 0 and leaves the
+replication running in the servers.
+
+Each step is safe to rerun, so after an interruption migrate picks up where
+it stopped. A second pgmove on the same migration is refused.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "migrate")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runMigrate(cmd.Context(), s, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.copy, "copy", "native", "initial copy method: native (PostgreSQL's table sync)")
+	f.StringVar(&o.maxLag, "max-lag", "", "lag below which the target counts as caught up (default max_lag from the config, or 16MB)")
+	f.DurationVar(&o.timeout, "timeout", 0, "give up waiting for the catch-up after this long (0: wait until interrupted)")
+	f.BoolVar(&o.withOwners, "with-owners", false, "restore object owners (the roles must exist on the target)")
+	f.BoolVar(&o.withGrants, "with-grants", false, "restore GRANTs and owners (the roles must exist on the target)")
+	return cmd
+}
+
+func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
+	maxLag := s.m.MaxLag
+	if o.maxLag != "" {
+		v, err := parseSizeFlag("--max-lag", o.maxLag)
+		if err != nil {
+			return err
+		}
+		maxLag = v
+	}
+	out := s.g.stdout
+	r, err := doCheck(ctx, s, o.copy, true)
+	if err != nil {
+		return err
+	}
+	if !r.Ready {
+		r.WriteText(out)
+		return withCode(ExitProblems, blockedError(r))
+	}
+	fmt.Fprintf(out, "check: ready (%d warning(s); pgmove check shows them)\n", r.Warnings())
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+
+	sub, err := replication.Find(ctx, s.dst, s.m.SubName)
+	if err != nil {
+		return err
+	}
+	if sub != nil {
+		fmt.Fprintf(out, "subscription %q exists: the migration is under way; resuming at the catch-up\n", s.m.SubName)
+	} else {
+		err := s.step("copy-schema", func() (string, map[string]string, error) {
+			res, err := schema.Copy(ctx, s.m, s.src, s.dst, schema.CopyOptions{WithOwners: o.withOwners || o.withGrants, WithACL: o.withGrants})
+			if err != nil {
+				return "", nil, err
+			}
+			msg := fmt.Sprintf("copy-schema: %d object(s) restored, %d already on the target", res.Restored, res.Skipped)
+			fmt.Fprintln(out, msg)
+			return msg, nil, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.step("create-pub", func() (string, map[string]string, error) {
+		res, err := ensurePublication(ctx, s, false, false)
+		if err != nil {
+			return "", nil, err
+		}
+		fmt.Fprintln(out, "create-pub: "+res.Summary(s.m.PubName))
+		return res.Summary(s.m.PubName), nil, nil
+	}); err != nil {
+		return err
+	}
+	if err := s.step("create-sub", func() (string, map[string]string, error) {
+		res, err := ensureSubscription(ctx, s, false, false)
+		if err != nil {
+			return "", nil, err
+		}
+		msg := fmt.Sprintf("create-sub: subscription %q ready to stream (created: %t)", s.m.SubName, res.Created)
+		fmt.Fprintln(out, msg)
+		return msg, map[string]string{"oid": fmt.Sprint(res.OID)}, nil
+	}); err != nil {
+		return err
+	}
+	return s.step("catch-up", func() (string, map[string]string, error) {
+		r, err := waitCaughtUp(ctx, s, maxLag, o.timeout)
+		if err != nil {
+			return "", nil, err
+		}
+		msg := "caught up: " + r.Summary()
+		fmt.Fprintln(out, msg)
+		fmt.Fprintln(out, "next: stop writes on the source, wait for lag 0 (pgmove progress), then pgmove copy-seq and pgmove compare --checksum, and switch traffic to the target")
+		return msg, nil, nil
+	})
+}
+
+// waitCaughtUp follows the progress until every table replicates and the lag
+// is below maxLag, printing a line every few seconds on stderr.
+func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Duration) (*progress.Report, error) {
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		deadline = time.After(timeout)
+	}
+	lastLine := time.Time{}
+	for {
+		r, err := sm.Sample(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if r.Done(maxLag) {
+			return r, nil
+		}
+		if time.Since(lastLine) >= 5*time.Second {
+			slog.Info("progress: " + r.Summary())
+			lastLine = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("interrupted while waiting for the catch-up; the replication keeps running in the servers: pgmove progress --watch follows it, pgmove migrate resumes")
+		case <-deadline:
+			return nil, fmt.Errorf("not caught up after %s: %s", timeout, r.Summary())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func parseSizeFlag(name, v string) (int64, error) {
+	n, err := config.ParseSize(v)
+	if err != nil {
+		return 0, &usageError{fmt.Errorf("%s: %w", name, err)}
+	}
+	return n, nil
+}

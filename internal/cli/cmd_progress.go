@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/progress"
+)
+
+type progressOptions struct {
+	json     bool
+	watch    bool
+	interval time.Duration
+}
+
+func newProgressCmd(g *globals) *cobra.Command {
+	o := &progressOptions{}
+	cmd := &cobra.Command{
+		Use:   "progress",
+		Short: "Show per-table copy state, replication lag, throughput and ETA",
+		Long: `progress shows, per table, the initial copy's state (waiting, copying, copied,
+catching up, ready) with rows and bytes copied; and overall the replication
+lag in bytes and seconds, measured from the source's current WAL position,
+the throughput, an ETA and a one-line summary. Problems (a disabled
+subscription, no apply worker, apply errors, a missing slot) are named.
+
+--watch refreshes in place until interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "progress")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runProgress(cmd.Context(), s, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON (one object per refresh with --watch)")
+	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "refresh until interrupted")
+	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "refresh interval for --watch")
+	return cmd
+}
+
+func runProgress(ctx context.Context, s *session, o *progressOptions) error {
+	srcErr, dstErr := s.connect(ctx, true, true)
+	if dstErr != nil {
+		return dstErr
+	}
+	if srcErr != nil {
+		fmt.Fprintln(s.g.stderr, "pgmove: "+srcErr.Error()+" (lag unknown)")
+	}
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
+	if !o.watch {
+		// Two looks a second apart give rates and an ETA.
+		if _, err := sm.Sample(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		r, err := sm.Sample(ctx)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return r.WriteJSON(s.g.stdout)
+		}
+		r.WriteText(s.g.stdout)
+		return nil
+	}
+	tty := isTerminal(s.g.stdout)
+	for {
+		r, err := sm.Sample(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case o.json:
+			_ = r.WriteJSON(s.g.stdout)
+		case tty:
+			fmt.Fprint(s.g.stdout, "\033[H\033[2J")
+			fmt.Fprintf(s.g.stdout, "pgmove progress  %s → %s  %s\n\n", s.m.Src.Display(), s.m.Dst.Display(), r.Time.Format(time.TimeOnly))
+			r.WriteText(s.g.stdout)
+		default:
+			fmt.Fprintf(s.g.stdout, "%s %s\n", r.Time.Format(time.TimeOnly), r.Summary())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(o.interval):
+		}
+	}
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/replication"
+)
+
+type removeOptions struct {
+	dryRun bool
+}
+
+func newRemoveSubCmd(g *globals) *cobra.Command {
+	o := &removeOptions{}
+	cmd := &cobra.Command{
+		Use:   "remove-sub",
+		Short: "Disable and drop the subscription on the target (and its slot on the source)",
+		Long: `remove-sub disables and drops the subscription on the target; PostgreSQL then
+drops its replication slot on the source. When the source cannot be reached,
+the slot is detached first so the drop succeeds, and pgmove prints the
+statement to drop the orphaned slot later: a forgotten slot keeps WAL on the
+source until its disk is full. Rerunning changes nothing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "remove-sub")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runRemoveSub(cmd.Context(), s, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	return cmd
+}
+
+// connectForRemoval needs the target; the source is optional.
+func (s *session) connectForRemoval(ctx context.Context, dryRun bool) error {
+	srcErr, dstErr := s.connect(ctx, true, true)
+	if dstErr != nil {
+		return dstErr
+	}
+	if srcErr != nil {
+		slog.Warn(srcErr.Error() + "; going on without it")
+	}
+	if !dryRun {
+		return s.begin(ctx)
+	}
+	return nil
+}
+
+func runRemoveSub(ctx context.Context, s *session, o *removeOptions) error {
+	if err := s.connectForRemoval(ctx, o.dryRun); err != nil {
+		return err
+	}
+	return s.step("remove-sub", func() (string, map[string]string, error) {
+		return removeSub(ctx, s, o.dryRun)
+	})
+}
+
+func removeSub(ctx context.Context, s *session, dryRun bool) (string, map[string]string, error) {
+	res, err := replication.RemoveSubscription(ctx, s.runner(dryRun), s.dst, s.src, s.m.SubName)
+	if err != nil {
+		return "", nil, err
+	}
+	msg := fmt.Sprintf("subscription %q does not exist; nothing to remove", s.m.SubName)
+	if res.Dropped {
+		msg = fmt.Sprintf("subscription %q dropped", s.m.SubName)
+	}
+	if len(res.OrphanSlots) > 0 {
+		var stmts []string
+		for _, sl := range res.OrphanSlots {
+			stmts = append(stmts, replication.DropSlotSQL(sl)+";")
+		}
+		msg += fmt.Sprintf("; the source was unreachable, so its replication slot(s) %s remain and keep WAL until dropped: run on the source %s",
+			strings.Join(res.OrphanSlots, ", "), strings.Join(stmts, " "))
+	}
+	if !dryRun {
+		fmt.Fprintln(s.g.stdout, msg)
+	}
+	return msg, nil, nil
+}
+
+func newCleanupCmd(g *globals) *cobra.Command {
+	o := &removeOptions{}
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Drop everything the migration made: subscription, publication, slots",
+		Long: `cleanup drops the subscription on the target, the publication and any
+replication slot of this migration on the source. It works when the source
+is unreachable (and prints what to drop there later), and rerunning it
+changes nothing. Data and schema on both sides are left alone.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "cleanup")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runCleanup(cmd.Context(), s, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	return cmd
+}
+
+func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
+	if err := s.connectForRemoval(ctx, o.dryRun); err != nil {
+		return err
+	}
+	return s.step("cleanup", func() (string, map[string]string, error) {
+		msg, _, err := removeSub(ctx, s, o.dryRun)
+		if err != nil {
+			return "", nil, err
+		}
+		if s.src == nil {
+			later := fmt.Sprintf("the source was unreachable: when it is back, run pgmove cleanup again, or on it: %s; %s;",
+				replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
+			fmt.Fprintln(s.g.stdout, later)
+			return msg + "; " + later, nil, nil
+		}
+		dropped, err := replication.DropPublication(ctx, s.runner(o.dryRun), s.src, s.m.PubName)
+		if err != nil {
+			return "", nil, err
+		}
+		var done []string
+		if dropped {
+			done = append(done, fmt.Sprintf("publication %q dropped", s.m.PubName))
+		}
+		slots, err := catalog.Slots(ctx, s.src)
+		if err != nil {
+			return "", nil, err
+		}
+		for _, sl := range slots {
+			if sl.Name != s.m.SlotName {
+				continue
+			}
+			ok, err := replication.DropSlot(ctx, s.runner(o.dryRun), s.src, sl.Name)
+			if err != nil {
+				return "", nil, err
+			}
+			if ok {
+				done = append(done, fmt.Sprintf("replication slot %q dropped", sl.Name))
+			}
+		}
+		if len(done) == 0 {
+			done = append(done, "nothing else to drop on the source")
+		}
+		out := strings.Join(done, "; ")
+		if !o.dryRun {
+			fmt.Fprintln(s.g.stdout, out)
+		}
+		return msg + "; " + out, nil, nil
+	})
+}

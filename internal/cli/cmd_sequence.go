@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/sequence"
+)
+
+type copySeqOptions struct {
+	offset int64
+	dryRun bool
+}
+
+func newCopySeqCmd(g *globals) *cobra.Command {
+	o := &copySeqOptions{}
+	cmd := &cobra.Command{
+		Use:   "copy-seq",
+		Short: "Copy every sequence's value from the source to the target (at the switch)",
+		Long: `copy-seq reads last_value and is_called of every sequence on the source —
+all of them, owned by a column or not, identity columns included — and sets
+them on the target in one transaction. --offset N moves each N values
+further in its direction (clamped to its bounds), a margin for writes that
+may still land on the source.
+
+Run it at the switch moment, after writes on the source stopped and the
+lag reached zero. Rerunning sets the same values again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := newSession(g, "copy-seq")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runCopySeq(cmd.Context(), s, o)
+		},
+	}
+	cmd.Flags().Int64Var(&o.offset, "offset", 0, "move every sequence N values past the source's")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	return cmd
+}
+
+func runCopySeq(ctx context.Context, s *session, o *copySeqOptions) error {
+	if o.offset < 0 {
+		return &usageError{fmt.Errorf("--offset %d: the offset must not be negative; sequences must end at or past the source", o.offset)}
+	}
+	if err := s.connectBoth(ctx); err != nil {
+		return err
+	}
+	if !o.dryRun {
+		if err := s.begin(ctx); err != nil {
+			return err
+		}
+	}
+	return s.step("copy-seq", func() (string, map[string]string, error) {
+		res, err := sequence.Copy(ctx, s.runner(o.dryRun), s.src, s.dst, o.offset)
+		if err != nil {
+			return "", nil, err
+		}
+		if o.dryRun {
+			return "", nil, nil
+		}
+		msg := fmt.Sprintf("sequences copied to the target: %d (offset %d)", res.Set, o.offset)
+		res.Fprint(s.g.stdout, "sequences copied to the target")
+		return msg, nil, nil
+	})
+}
+
+type nextSeqOptions struct {
+	dryRun bool
+}
+
+func newNextSeqCmd(g *globals) *cobra.Command {
+	o := &nextSeqOptions{}
+	cmd := &cobra.Command{
+		Use:   "next-seq [N]",
+		Short: "Advance every target sequence N values (default 10000)",
+		Long: `next-seq moves every sequence on the target N values ahead (default 10000, as
+in the seed), in its direction and clamped to its bounds, in one
+transaction: a margin against keys the source handed out after the last
+copy-seq. Each run moves them further; gaps in sequences are harmless.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n := int64(10000)
+			if len(args) == 1 {
+				v, err := strconv.ParseInt(args[0], 10, 64)
+				if err != nil || v < 0 {
+					return &usageError{fmt.Errorf("next-seq %q: N must be a non-negative integer", args[0])}
+				}
+				n = v
+			}
+			s, err := newSession(g, "next-seq")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			return runNextSeq(cmd.Context(), s, o, n)
+		},
+	}
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	return cmd
+}
+
+func runNextSeq(ctx context.Context, s *session, o *nextSeqOptions, n int64) error {
+	if _, err := s.connect(ctx, false, true); err != nil {
+		return err
+	}
+	if !o.dryRun {
+		if err := s.begin(ctx); err != nil {
+			return err
+		}
+	}
+	return s.step("next-seq", func() (string, map[string]string, error) {
+		res, err := sequence.Advance(ctx, s.runner(o.dryRun), s.dst, n)
+		if err != nil || o.dryRun {
+			return "", nil, err
+		}
+		res.Fprint(s.g.stdout, fmt.Sprintf("target sequences advanced by %d", n))
+		return fmt.Sprintf("%d sequence(s) advanced by %d", res.Set, n), nil, nil
+	})
+}

@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgmove/pgmove/internal/config"
+)
+
+// Conn is a connection to one side, with the facts every step needs.
+type Conn struct {
+	*pgx.Conn
+	Side       config.Side
+	Endpoint   config.Endpoint
+	VersionNum int    // server_version_num, e.g. 150018
+	Version    string // server_version, e.g. "15.18 (Debian 15.18-0+deb12u1)"
+	User       string // current_user
+	Superuser  bool
+}
+
+// Major is the server's major version (13, 14, ...).
+func (c *Conn) Major() int { return c.VersionNum / 10000 }
+
+// Config parses an endpoint into a pgx config, resolving the password the way
+// libpq does, and names the connection pgmove/<app> in pg_stat_activity.
+func Config(ep config.Endpoint, app string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(ep.ConnString())
+	if err != nil {
+		return nil, fmt.Errorf("%s: connection settings: %s", ep.Side, oneLine(err.Error()))
+	}
+	if _, ok := ep.Conninfo["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "pgmove/" + app
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	// Session settings every pgmove statement relies on: no surprise timeout
+	// on a long COPY or index build, output formats pinned.
+	cfg.RuntimeParams["statement_timeout"] = "0"
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = "0"
+	cfg.RuntimeParams["lock_timeout"] = "0"
+	cfg.RuntimeParams["client_encoding"] = "UTF8"
+	return cfg, nil
+}
+
+// Connect opens a connection to one side and reads its version and role.
+// Every failure comes back as one line that names the side and the fix.
+func Connect(ctx context.Context, ep config.Endpoint, app string) (*Conn, error) {
+	cfg, err := Config(ep, app)
+	if err != nil {
+		return nil, err
+	}
+	return ConnectConfig(ctx, ep, cfg)
+}
+
+// ConnectConfig is Connect with a prepared config.
+func ConnectConfig(ctx context.Context, ep config.Endpoint, cfg *pgx.ConnConfig) (*Conn, error) {
+	pc, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, ExplainConnect(ep, cfg.User, err)
+	}
+	c := &Conn{Conn: pc, Side: ep.Side, Endpoint: ep}
+	err = pc.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_setting('server_version'),
+		current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)`).
+		Scan(&c.VersionNum, &c.Version, &c.User, &c.Superuser)
+	if err != nil {
+		pc.Close(context.Background())
+		return nil, Wrap(ep.Side, "read server version", err)
+	}
+	return c, nil
+}
+
+// Close closes the connection, ignoring errors: there is nothing to do about them.
+func (c *Conn) Close() {
+	if c != nil && c.Conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.Conn.Close(ctx)
+	}
+}
+
+// Setting reads one server setting.
+func (c *Conn) Setting(ctx context.Context, name string) (string, error) {
+	var v string
+	if err := c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+		return "", c.Wrap("read setting "+name, err)
+	}
+	return v, nil
+}
+
+// Wrap names the side and the action in a server error.
+func (c *Conn) Wrap(action string, err error) error { return Wrap(c.Side, action, err) }
+
+// Wrap turns an error from one side into "side: action: message", one line,
+// with a hint for the server errors a DBA can act on.
+func Wrap(side config.Side, action string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.Detail != "" {
+			msg += " (" + pe.Detail + ")"
+		}
+		switch pe.Code {
+		case pgerrcode.InsufficientPrivilege:
+			msg += "; grant the privilege to the role pgmove connects as, or connect as a superuser"
+		case pgerrcode.ReadOnlySQLTransaction:
+			msg += "; the server is read-only (a standby, or default_transaction_read_only is on): connect to the primary"
+		case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown:
+			msg += "; the server restarted or shut down: rerun when it is back"
+		default:
+			if pe.Hint != "" {
+				msg += "; " + pe.Hint
+			}
+		}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, oneLine(msg)), Code: pe.Code, Err: err}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: interrupted", side, action), Err: err}
+	}
+	var already *Error
+	if errors.As(err, &already) && already.Side == side {
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, strings.TrimPrefix(already.Msg, string(side)+": ")), Code: already.Code, Err: err}
+	}
+	return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, oneLine(err.Error())), Err: err}
+}
+
+// Error is an error from one side, already worded for the user.
+type Error struct {
+	Side config.Side
+	Msg  string
+	Code string // SQLSTATE, when the server sent one
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Err }
+
+// SQLState returns the SQLSTATE of a server error anywhere in err's chain.
+func SQLState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// ExplainConnect words a failed connection attempt: what went wrong, on which
+// side, and the fix.
+func ExplainConnect(ep config.Endpoint, user string, err error) error {
+	side := ep.Side
+	where := net.JoinHostPort(orLocal(ep.Host()), ep.Port())
+	key := map[config.Side]string{config.Source: "src", config.Target: "dst"}[side]
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		var msg string
+		switch pe.Code {
+		case pgerrcode.InvalidPassword:
+			msg = fmt.Sprintf("password authentication failed for user %q at %s; put the right password in ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
+				user, where, orLocal(ep.Host()), ep.Port(), ep.DB, user)
+		case pgerrcode.InvalidAuthorizationSpecification:
+			msg = fmt.Sprintf("the server at %s refused user %q (%s); check that the role exists and can log in, and that pg_hba.conf has a line for it from this host, e.g. host %s %s <this-host-ip>/32 scram-sha-256, then reload",
+				where, user, oneLine(pe.Message), ep.DB, user)
+		case pgerrcode.InvalidCatalogName:
+			msg = fmt.Sprintf("database %q does not exist at %s; create it or set %s_db to an existing database", ep.DB, where, key)
+		case pgerrcode.TooManyConnections:
+			msg = fmt.Sprintf("the server at %s has no free connection slot (%s); raise max_connections or close idle sessions", where, oneLine(pe.Message))
+		case pgerrcode.CannotConnectNow:
+			msg = fmt.Sprintf("the server at %s is starting up or shutting down; retry when it accepts connections", where)
+		default:
+			msg = fmt.Sprintf("cannot connect to %s: %s", where, oneLine(pe.Message))
+		}
+		return &Error{Side: side, Msg: string(side) + ": " + msg, Code: pe.Code, Err: err}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot resolve host %q; check %s_ip or the host in the connection URL", side, ep.Host(), key), Err: err}
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot reach %s (%s); check %s_ip/%s_port and that PostgreSQL is running and listening there (listen_addresses, firewall)", side, where, dialReason(opErr), key, key), Err: err}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: no answer from %s within the connect timeout; check %s_ip/%s_port and firewalls", side, where, key, key), Err: err}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: connect to %s: interrupted", side, where), Err: err}
+	}
+	s := oneLine(err.Error())
+	if strings.Contains(s, "password") {
+		// pgx: the server asked for a password and none was found.
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: the server at %s asks a password for user %q and none was found; add it to ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
+			side, where, user, orLocal(ep.Host()), ep.Port(), ep.DB, user), Err: err}
+	}
+	return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot connect to %s: %s", side, where, s), Err: err}
+}
+
+func dialReason(e *net.OpError) string {
+	s := e.Err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	return s
+}
+
+func orLocal(h string) string {
+	if h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n\t", " ")
+	s = strings.ReplaceAll(s, "\n", " ")
+	return strings.TrimSpace(s)
+}
+
+// Runner executes the statements a step decides on, or only prints them
+// under --dry-run, so a DBA can review exactly what pgmove would run.
+type Runner struct {
+	DryRun bool
+	Out    io.Writer // where dry-run statements are printed
+}
+
+// Exec runs (or prints) one statement on c. shown, when given, is what is
+// printed and logged instead of sql, for statements that carry a secret.
+func (r Runner) Exec(ctx context.Context, c *Conn, what, sql string, shown ...string) error {
+	display := sql
+	if len(shown) > 0 {
+		display = shown[0]
+	}
+	if r.DryRun {
+		fmt.Fprintf(r.Out, "-- %s: %s\n%s;\n", c.Side, what, display)
+		return nil
+	}
+	slog.Info(string(c.Side)+": "+what, "sql", display)
+	if _, err := c.Exec(ctx, sql); err != nil {
+		return c.Wrap(what, err)
+	}
+	return nil
+}

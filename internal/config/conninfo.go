@@ -1,0 +1,213 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// Conninfo is a libpq connection string split into its parameters. It keeps
+// both spellings libpq accepts (a postgres:// URL or keyword=value pairs) in
+// one form, so pgmove can check, redact and rebuild what the user wrote.
+type Conninfo map[string]string
+
+// ParseConninfo splits a libpq connection string, URL or keyword/value.
+func ParseConninfo(s string) (Conninfo, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		return parseURL(s)
+	}
+	return parseKeywordValue(s)
+}
+
+func parseURL(s string) (Conninfo, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		// url.Error repeats the whole URL, which may hold a password.
+		return nil, fmt.Errorf("malformed connection URL")
+	}
+	ci := Conninfo{}
+	if u.User != nil {
+		if name := u.User.Username(); name != "" {
+			ci["user"] = name
+		}
+		if pw, ok := u.User.Password(); ok {
+			ci["password"] = pw
+		}
+	}
+	if u.Host != "" {
+		hosts, ports := []string{}, []string{}
+		for _, hp := range strings.Split(u.Host, ",") {
+			h, p := splitHostPort(hp)
+			hosts = append(hosts, h)
+			if p != "" {
+				ports = append(ports, p)
+			}
+		}
+		ci["host"] = strings.Join(hosts, ",")
+		if len(ports) > 0 {
+			ci["port"] = strings.Join(ports, ",")
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		ci["dbname"] = db
+	}
+	for k, vs := range u.Query() {
+		if len(vs) > 0 {
+			ci[k] = vs[len(vs)-1]
+		}
+	}
+	return ci, nil
+}
+
+func splitHostPort(hp string) (host, port string) {
+	if strings.HasPrefix(hp, "[") { // IPv6 literal
+		if i := strings.Index(hp, "]"); i >= 0 {
+			host = hp[1:i]
+			rest := hp[i+1:]
+			if strings.HasPrefix(rest, ":") {
+				port = rest[1:]
+			}
+			return host, port
+		}
+	}
+	if i := strings.LastIndex(hp, ":"); i >= 0 {
+		return hp[:i], hp[i+1:]
+	}
+	return hp, ""
+}
+
+func parseKeywordValue(s string) (Conninfo, error) {
+	ci := Conninfo{}
+	i := 0
+	for {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i >= len(s) {
+			return ci, nil
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
+			i++
+		}
+		key := s[start:i]
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i >= len(s) || s[i] != '=' || key == "" {
+			return nil, fmt.Errorf("malformed connection string: expected key=value near %q", key)
+		}
+		i++
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		var val strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) {
+					val.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if c == '\'' {
+					closed = true
+					i++
+					break
+				}
+				val.WriteByte(c)
+				i++
+			}
+			if !closed {
+				return nil, fmt.Errorf("malformed connection string: unterminated quoted value for %q", key)
+			}
+		} else {
+			for i < len(s) && !isSpace(s[i]) {
+				if s[i] == '\\' && i+1 < len(s) {
+					val.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				val.WriteByte(s[i])
+				i++
+			}
+		}
+		ci[key] = val.String()
+	}
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// String renders the parameters as a keyword/value string in a stable order,
+// quoting values as libpq expects.
+func (ci Conninfo) String() string {
+	keys := make([]string, 0, len(ci))
+	for k := range ci {
+		keys = append(keys, k)
+	}
+	order := map[string]int{"host": 0, "hostaddr": 1, "port": 2, "dbname": 3, "user": 4, "password": 5}
+	sort.Slice(keys, func(a, b int) bool {
+		oa, okA := order[keys[a]]
+		ob, okB := order[keys[b]]
+		switch {
+		case okA && okB:
+			return oa < ob
+		case okA:
+			return true
+		case okB:
+			return false
+		}
+		return keys[a] < keys[b]
+	})
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+QuoteConninfoValue(ci[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// Redacted renders the parameters with any password masked.
+func (ci Conninfo) Redacted() string {
+	c := ci.Clone()
+	if _, ok := c["password"]; ok {
+		c["password"] = "********"
+	}
+	return c.String()
+}
+
+// Clone returns a copy.
+func (ci Conninfo) Clone() Conninfo {
+	c := make(Conninfo, len(ci))
+	for k, v := range ci {
+		c[k] = v
+	}
+	return c
+}
+
+// QuoteConninfoValue quotes a value for a keyword/value connection string.
+func QuoteConninfoValue(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t\n\r\f\v'\\") {
+		return v
+	}
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "'" + r.Replace(v) + "'"
+}
+
+// Redact masks the password in a connection string of either form. A string
+// that cannot be parsed is replaced whole: it may hold a secret we cannot find.
+func Redact(s string) string {
+	ci, err := ParseConninfo(s)
+	if err != nil {
+		return "<unparsable connection string>"
+	}
+	if _, ok := ci["password"]; !ok && !strings.Contains(s, "://") {
+		return s
+	}
+	return ci.Redacted()
+}

@@ -1,0 +1,313 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Side names one end of a migration in every message pgmove prints.
+type Side string
+
+const (
+	Source Side = "source"
+	Target Side = "target"
+)
+
+// Endpoint is how pgmove reaches one side. It never holds a password: libpq's
+// own sources (.pgpass, PGPASSFILE, PGPASSWORD, service files) supply it when
+// connecting.
+type Endpoint struct {
+	Side     Side
+	Conninfo Conninfo // as the user gave it, password-free
+	Cluster  string   // src_cls / dst_cls
+	DB       string
+}
+
+// ConnString is the password-free libpq connection string.
+func (e Endpoint) ConnString() string { return e.Conninfo.String() }
+
+// Host is the host part as given (may be empty: libpq defaults apply).
+func (e Endpoint) Host() string { return e.Conninfo["host"] }
+
+// Port is the port as given, or "5432".
+func (e Endpoint) Port() string {
+	if p := e.Conninfo["port"]; p != "" {
+		return p
+	}
+	return "5432"
+}
+
+// User is the user as given (may be empty: libpq defaults apply).
+func (e Endpoint) User() string { return e.Conninfo["user"] }
+
+// Display is a short password-free label such as dba@10.0.0.1:5432/meta.
+func (e Endpoint) Display() string {
+	host := e.Host()
+	if host == "" {
+		host = "localhost"
+	}
+	s := net.JoinHostPort(host, e.Port()) + "/" + e.DB
+	if u := e.User(); u != "" {
+		s = u + "@" + s
+	}
+	return s
+}
+
+// Migration is the resolved description of one migration: both endpoints,
+// the names of the objects pgmove creates, and where its files live.
+type Migration struct {
+	Src, Dst    Endpoint
+	ReplUser    string   // role the subscription connects as
+	SubConn     Conninfo // the target server's connection to the source, password-free
+	PubName     string
+	SubName     string
+	SlotName    string
+	ContextDir  string // <migration_context_dir>/<src_cls>.<src_db>
+	Include     []Pattern
+	Exclude     []Pattern
+	MaxLag      int64 // bytes: migrate is done when the lag is below this
+	Copy        string
+	Jobs        int
+	SplitLarger int64
+
+	SrcList, DstList []string
+	DstDNS, DstVIP   string
+	ConfigFile       string
+}
+
+// Overrides are command-line settings that win over migration.yml.
+type Overrides struct {
+	Src, Dst   string
+	ConfigFile string
+	Include    []string
+	Exclude    []string
+}
+
+// Resolve combines the file (may be nil) and the flags into a Migration.
+func Resolve(f *File, o Overrides) (*Migration, error) {
+	if f == nil {
+		f = &File{}
+	}
+	m := &Migration{ConfigFile: o.ConfigFile, SrcList: f.SrcList, DstList: f.DstList, DstDNS: f.DstDNS, DstVIP: f.DstVIP}
+	var err error
+	m.Src, err = endpoint(Source, o.Src, "--src", f.SrcURL, "src_url", f.SrcIP, "src_ip", f.SrcPort, f.SrcDB, "src_db", f.SrcCls, f.PgAdminUsername)
+	if err != nil {
+		return nil, err
+	}
+	m.Dst, err = endpoint(Target, o.Dst, "--dst", f.DstURL, "dst_url", f.DstIP, "dst_ip", f.DstPort, f.DstDB, "dst_db", f.DstCls, f.PgAdminUsername)
+	if err != nil {
+		return nil, err
+	}
+
+	m.ReplUser = f.PgReplicationUsername
+	if m.ReplUser == "" {
+		m.ReplUser = f.PgReplicatoinUsername
+	}
+	if f.SubConn != "" {
+		ci, err := ParseConninfo(f.SubConn)
+		if err != nil {
+			return nil, fmt.Errorf("config: sub_conn: %w", err)
+		}
+		if _, ok := ci["password"]; ok {
+			return nil, fmt.Errorf("config: sub_conn holds a password; remove it and put the password in the ~/.pgpass of the user running pgmove (pgmove passes it to the target) or of the target server's OS user")
+		}
+		m.SubConn = ci
+		if m.ReplUser == "" {
+			m.ReplUser = ci["user"]
+		}
+	} else {
+		if m.ReplUser == "" {
+			m.ReplUser = m.Src.User()
+		}
+		ci := Conninfo{"dbname": m.Src.DB}
+		for _, k := range []string{"host", "hostaddr", "port", "sslmode", "service"} {
+			if v := m.Src.Conninfo[k]; v != "" {
+				ci[k] = v
+			}
+		}
+		if m.ReplUser != "" {
+			ci["user"] = m.ReplUser
+		}
+		m.SubConn = ci
+	}
+
+	base := ObjectName(m.Src.Cluster) + "_" + ObjectName(m.Src.DB)
+	m.PubName = orDefault(f.PubName, "pub_"+base)
+	m.SubName = orDefault(f.SubName, "sub_"+base)
+	m.SlotName = ObjectName(m.SubName)
+	if !slotNameRE.MatchString(m.SlotName) {
+		return nil, fmt.Errorf("config: sub_name %q does not make a valid replication slot name; use lower-case letters, digits and _ (at most 63)", m.SubName)
+	}
+	for _, n := range []struct{ key, v string }{{"pub_name", m.PubName}, {"sub_name", m.SubName}} {
+		if len(n.v) > 63 {
+			return nil, fmt.Errorf("config: %s %q is longer than 63 bytes; set a shorter %s", n.key, n.v, n.key)
+		}
+	}
+
+	dir := orDefault(f.MigrationContextDir, "~/migration")
+	dir, err = expandHome(dir)
+	if err != nil {
+		return nil, err
+	}
+	m.ContextDir = filepath.Join(dir, pathSafe(m.Src.Cluster)+"."+pathSafe(m.Src.DB))
+
+	for _, p := range append(append([]string{}, f.Include...), o.Include...) {
+		pat, err := ParsePattern(p)
+		if err != nil {
+			return nil, fmt.Errorf("config: include %q: %w", p, err)
+		}
+		m.Include = append(m.Include, pat)
+	}
+	for _, p := range append(append([]string{}, f.Exclude...), o.Exclude...) {
+		pat, err := ParsePattern(p)
+		if err != nil {
+			return nil, fmt.Errorf("config: exclude %q: %w", p, err)
+		}
+		m.Exclude = append(m.Exclude, pat)
+	}
+	m.MaxLag = 16 << 20
+	if f.MaxLag != "" {
+		if m.MaxLag, err = ParseSize(f.MaxLag); err != nil {
+			return nil, fmt.Errorf("config: max_lag: %w", err)
+		}
+	}
+	m.Copy = f.Copy
+	m.Jobs = f.Jobs
+	if f.SplitLarger != "" {
+		if m.SplitLarger, err = ParseSize(f.SplitLarger); err != nil {
+			return nil, fmt.Errorf("config: split_larger_than: %w", err)
+		}
+	}
+	return m, nil
+}
+
+var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+func endpoint(side Side, flagVal, flagName, url, urlKey, ip, ipKey string, port int, db, dbKey, cls, admin string) (Endpoint, error) {
+	e := Endpoint{Side: side}
+	var raw, from string
+	switch {
+	case flagVal != "":
+		raw, from = flagVal, flagName
+	case url != "":
+		raw, from = url, urlKey
+	}
+	if raw != "" {
+		ci, err := ParseConninfo(raw)
+		if err != nil {
+			return e, fmt.Errorf("%s: %s: %w", side, from, err)
+		}
+		if _, ok := ci["password"]; ok {
+			return e, fmt.Errorf("%s: %s holds a password; remove it and put the password in ~/.pgpass (or PGPASSFILE, PGPASSWORD, a service file)", side, from)
+		}
+		e.Conninfo = ci
+	} else {
+		if ip == "" {
+			return e, fmt.Errorf("%s: no connection given; pass %s postgres://user@host:port/db or set %s and %s in migration.yml", side, flagName, ipKey, dbKey)
+		}
+		e.Conninfo = Conninfo{"host": ip}
+		if port != 0 {
+			e.Conninfo["port"] = strconv.Itoa(port)
+		}
+	}
+	if e.Conninfo["port"] == "" && port != 0 {
+		e.Conninfo["port"] = strconv.Itoa(port)
+	}
+	if e.Conninfo["user"] == "" && admin != "" {
+		e.Conninfo["user"] = admin
+	}
+	if e.Conninfo["dbname"] == "" && db != "" {
+		e.Conninfo["dbname"] = db
+	}
+	e.DB = e.Conninfo["dbname"]
+	if e.DB == "" {
+		return e, fmt.Errorf("%s: no database named; set %s in migration.yml or add /dbname to %s", side, dbKey, flagName)
+	}
+	e.Cluster = cls
+	if e.Cluster == "" {
+		e.Cluster = clusterFromHost(e.Conninfo["host"], e.Conninfo["port"])
+	}
+	return e, nil
+}
+
+// clusterFromHost names a cluster after its host when the config gives no
+// name: the first DNS label, or the address with dots as dashes.
+func clusterFromHost(host, port string) string {
+	host = strings.Split(host, ",")[0]
+	switch {
+	case host == "" || strings.HasPrefix(host, "/"):
+		host = "local"
+	case net.ParseIP(host) != nil:
+		host = strings.NewReplacer(".", "-", ":", "-").Replace(host)
+	default:
+		host = strings.Split(host, ".")[0]
+	}
+	if port != "" && port != "5432" {
+		host += "-" + port
+	}
+	return host
+}
+
+// ObjectName turns a cluster or database name into the part of an object name
+// the seed uses (pub_<cls>_<db>): lower case, anything but [a-z0-9_] as _.
+func ObjectName(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func pathSafe(s string) string {
+	return strings.NewReplacer("/", "_", "\x00", "_").Replace(s)
+}
+
+func orDefault(v, d string) string {
+	if v != "" {
+		return v
+	}
+	return d
+}
+
+func expandHome(p string) (string, error) {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("config: migration_context_dir: %w", err)
+		}
+		return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
+	}
+	return p, nil
+}
+
+// ParseSize reads sizes such as 512MB, 1GB, 64kB or a plain byte count.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			mult = u.m
+			t = strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("%q is not a size; write it like 512MB or 2GB", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// ParseDuration accepts Go durations (30s, 5m).
+func ParseDuration(s string) (time.Duration, error) { return time.ParseDuration(s) }

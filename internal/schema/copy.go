@@ -1,0 +1,153 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/cluster"
+	"github.com/pgmove/pgmove/internal/config"
+)
+
+// CopyOptions tune copy-schema.
+type CopyOptions struct {
+	Force      bool // restore even when target tables already hold rows
+	WithOwners bool
+	WithACL    bool
+	DryRun     bool
+	Out        io.Writer // dry-run listing
+	Snapshot   string
+	// Only restores just the entries it accepts (e.g. pre-data for the
+	// snapshot copy); nil restores everything.
+	Only func(Entry) bool
+}
+
+// CopyResult says what copy-schema did.
+type CopyResult struct {
+	Restored int
+	Skipped  int // already on the target
+	DumpTool string
+	Archive  *Archive
+}
+
+// Copy restores the source's schema into the target with pg_dump and
+// pg_restore. It only adds what the target lacks, in one transaction, and
+// never drops or rewrites anything that is there.
+func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o CopyOptions) (*CopyResult, error) {
+	dump, restore, err := Tools(ctx, src.Major())
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	if !o.Force {
+		full, err := TablesWithRows(ctx, dst)
+		if err != nil {
+			return nil, err
+		}
+		if len(full) > 0 {
+			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); copy-schema will not restore over data: check the target is the right database, or pass --force to add only the missing objects", len(full), listSome(full, 3))
+		}
+	}
+	dir, err := os.MkdirTemp("", "pgmove-schema-")
+	if err != nil {
+		return nil, fmt.Errorf("schema work directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	srcChild, err := cluster.Child(m.Src, "copy-schema")
+	if err != nil {
+		return nil, err
+	}
+	dstChild, err := cluster.Child(m.Dst, "copy-schema")
+	if err != nil {
+		return nil, err
+	}
+	a, err := Dump(ctx, dump, restore, srcChild, dir, DumpOptions{Snapshot: o.Snapshot})
+	if err != nil {
+		return nil, err
+	}
+	skip, err := Existing(ctx, src, dst, a)
+	if err != nil {
+		return nil, err
+	}
+	res := &CopyResult{DumpTool: fmt.Sprintf("pg_dump %d", dump.Major), Archive: a}
+	for _, e := range a.Entries {
+		if o.Only != nil && !o.Only(e) {
+			continue
+		}
+		if skip[e.ID] {
+			res.Skipped++
+		}
+	}
+	if o.DryRun {
+		w := o.Out
+		fmt.Fprintf(w, "-- target: pg_restore would create (single transaction):\n")
+		for _, e := range a.Entries {
+			if skip[e.ID] || (o.Only != nil && !o.Only(e)) {
+				continue
+			}
+			res.Restored++
+			fmt.Fprintf(w, "--   %s %s\n", e.Desc, e.Rest)
+		}
+		if res.Skipped > 0 {
+			fmt.Fprintf(w, "-- %d object(s) already on the target are left as they are\n", res.Skipped)
+		}
+		return res, nil
+	}
+	n, err := a.Restore(ctx, dstChild, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only})
+	if err != nil {
+		return nil, err
+	}
+	res.Restored = n
+	return res, nil
+}
+
+// TablesWithRows lists the target's user tables that hold at least one row.
+func TablesWithRows(ctx context.Context, c *cluster.Conn) ([]string, error) {
+	snap, err := catalog.Tables(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var tables []*catalog.Table
+	for _, t := range snap.Tables {
+		if t.Kind == 'r' {
+			tables = append(tables, t)
+		}
+	}
+	var full []string
+	const batch = 200
+	for i := 0; i < len(tables); i += batch {
+		part := tables[i:min(i+batch, len(tables))]
+		var sb strings.Builder
+		for j, t := range part {
+			if j > 0 {
+				sb.WriteString(" UNION ALL ")
+			}
+			fmt.Fprintf(&sb, "SELECT %d WHERE EXISTS (SELECT 1 FROM ONLY %s)", j, t.Ident())
+		}
+		rows, err := c.Query(ctx, sb.String())
+		if err != nil {
+			return nil, c.Wrap("look for rows in existing tables", err)
+		}
+		for rows.Next() {
+			var j int
+			if err := rows.Scan(&j); err != nil {
+				rows.Close()
+				return nil, c.Wrap("look for rows in existing tables", err)
+			}
+			full = append(full, part[j].String())
+		}
+		if err := rows.Err(); err != nil {
+			return nil, c.Wrap("look for rows in existing tables", err)
+		}
+	}
+	return full, nil
+}
+
+func listSome(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
+}

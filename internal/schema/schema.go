@@ -1,0 +1,240 @@
+package schema
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pgmove/pgmove/internal/cluster"
+)
+
+// Archive is a schema-only dump in pg_dump's custom format, with its table
+// of contents.
+type Archive struct {
+	Path        string
+	Entries     []Entry
+	RestoreTool *Tool
+}
+
+// Entry is one line of `pg_restore --list`.
+type Entry struct {
+	ID         int
+	CatalogOID uint32 // 0 for entries attached to another object (COMMENT, ACL, ...)
+	ObjectOID  uint32
+	Desc       string // TABLE, INDEX, FK CONSTRAINT, ...
+	Rest       string // "<namespace> <tag> <owner>" as pg_restore prints it (unquoted, so ambiguous)
+	Line       string
+}
+
+// DumpOptions tune the schema dump.
+type DumpOptions struct {
+	Snapshot string // pg_dump --snapshot, to match a data copy
+}
+
+// Dump runs pg_dump --schema-only against the source into dir and reads the
+// archive's table of contents. Owners and privileges are kept in the archive;
+// Restore decides whether to apply them.
+func Dump(ctx context.Context, dump, restore *Tool, src cluster.ChildConn, dir string, o DumpOptions) (*Archive, error) {
+	path := filepath.Join(dir, "schema.dump")
+	args := []string{"--schema-only", "--format=custom", "--no-publications", "--no-subscriptions",
+		"--file=" + path, "--dbname=" + src.Conninfo}
+	if o.Snapshot != "" {
+		args = append(args, "--snapshot="+o.Snapshot)
+	}
+	if err := run(ctx, dump.Path, args, src.Env); err != nil {
+		return nil, fmt.Errorf("source: dump schema with %s: %w", filepath.Base(dump.Path), err)
+	}
+	a := &Archive{Path: path, RestoreTool: restore}
+	out, err := exec.CommandContext(ctx, restore.Path, "--list", path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("read the schema dump's contents: %w", childError(err))
+	}
+	a.Entries = ParseList(out)
+	return a, nil
+}
+
+// descs are pg_dump's object descriptions, longest first so that
+// "FK CONSTRAINT" wins over "CONSTRAINT"-like prefixes.
+var descs = func() []string {
+	d := []string{"ACCESS METHOD", "ACL", "AGGREGATE", "BLOB", "BLOB METADATA", "BLOBS", "CAST", "CHECK CONSTRAINT",
+		"COLLATION", "COMMENT", "CONSTRAINT", "CONVERSION", "DATABASE", "DATABASE PROPERTIES", "DEFAULT", "DEFAULT ACL",
+		"DOMAIN", "ENCODING", "EVENT TRIGGER", "EXTENSION", "FK CONSTRAINT", "FOREIGN DATA WRAPPER", "FOREIGN TABLE",
+		"FUNCTION", "INDEX", "INDEX ATTACH", "LARGE OBJECT", "LARGE OBJECTS", "MATERIALIZED VIEW", "MATERIALIZED VIEW DATA",
+		"OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "POLICY", "PROCEDURAL LANGUAGE", "PROCEDURE", "PUBLICATION",
+		"PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA", "ROW SECURITY", "RULE", "SCHEMA", "SEARCHPATH",
+		"SECURITY LABEL", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "SERVER", "SHELL TYPE", "STATISTICS",
+		"STATISTICS DATA", "STDSTRINGS", "SUBSCRIPTION", "SUBSCRIPTION TABLE", "TABLE", "TABLE ATTACH", "TABLE DATA",
+		"TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE",
+		"TRANSFORM", "TRIGGER", "TYPE", "USER MAPPING", "VIEW"}
+	sort.Slice(d, func(i, j int) bool { return len(d[i]) > len(d[j]) })
+	return d
+}()
+
+// ParseList parses `pg_restore --list` output.
+func ParseList(out []byte) []Entry {
+	var entries []Entry
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, ";") {
+			continue
+		}
+		semi := strings.Index(line, ";")
+		if semi < 0 {
+			continue
+		}
+		id, err := strconv.Atoi(strings.TrimSpace(line[:semi]))
+		if err != nil {
+			continue
+		}
+		fields := strings.SplitN(strings.TrimSpace(line[semi+1:]), " ", 3)
+		if len(fields) < 3 {
+			continue
+		}
+		cat, _ := strconv.ParseUint(fields[0], 10, 32)
+		obj, _ := strconv.ParseUint(fields[1], 10, 32)
+		e := Entry{ID: id, CatalogOID: uint32(cat), ObjectOID: uint32(obj), Line: line}
+		rest := fields[2]
+		for _, d := range descs {
+			if rest == d || strings.HasPrefix(rest, d+" ") {
+				e.Desc = d
+				e.Rest = strings.TrimPrefix(strings.TrimPrefix(rest, d), " ")
+				break
+			}
+		}
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+// Section tells which part of the archive an entry restores in, as pg_dump
+// splits it: pre-data (types, tables, functions...), data, post-data
+// (indexes, constraints other than NOT NULL/CHECK, triggers, rules, policies...).
+func (e Entry) Section() string {
+	switch e.Desc {
+	case "INDEX", "INDEX ATTACH", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER", "EVENT TRIGGER", "RULE", "POLICY",
+		"DEFAULT ACL", "MATERIALIZED VIEW DATA", "PUBLICATION", "PUBLICATION TABLE", "SUBSCRIPTION", "STATISTICS", "STATISTICS DATA":
+		return "post-data"
+	case "TABLE DATA", "SEQUENCE SET", "BLOBS", "BLOB", "LARGE OBJECTS":
+		return "data"
+	}
+	return "pre-data"
+}
+
+// RestoreOptions tune a restore.
+type RestoreOptions struct {
+	WithOwners bool             // restore object owners (the roles must exist on the target)
+	WithACL    bool             // restore GRANT/REVOKE
+	Skip       map[int]bool     // entry IDs to leave out
+	Only       func(Entry) bool // if set, restore only entries it accepts
+}
+
+// Restore applies the archive to the target in one transaction: either all
+// of it lands or none does.
+func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreOptions) (restored int, err error) {
+	list, n, err := a.writeList(o)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(list)
+	if n == 0 {
+		return 0, nil
+	}
+	args := []string{"--single-transaction", "--exit-on-error", "--use-list=" + list, "--dbname=" + dst.Conninfo}
+	if !o.WithOwners {
+		args = append(args, "--no-owner")
+	}
+	if !o.WithACL {
+		args = append(args, "--no-acl")
+	}
+	args = append(args, a.Path)
+	if err := run(ctx, a.RestoreTool.Path, args, dst.Env); err != nil {
+		return 0, fmt.Errorf("target: restore schema: %w", err)
+	}
+	return n, nil
+}
+
+func (a *Archive) writeList(o RestoreOptions) (string, int, error) {
+	f, err := os.CreateTemp(filepath.Dir(a.Path), "restore-*.list")
+	if err != nil {
+		return "", 0, fmt.Errorf("write restore list: %w", err)
+	}
+	defer f.Close()
+	n := 0
+	w := bufio.NewWriter(f)
+	for _, e := range a.Entries {
+		keep := !o.Skip[e.ID] && (o.Only == nil || o.Only(e))
+		if keep {
+			n++
+			fmt.Fprintln(w, e.Line)
+		} else {
+			fmt.Fprintln(w, ";"+e.Line)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return "", 0, fmt.Errorf("write restore list: %w", err)
+	}
+	return f.Name(), n, nil
+}
+
+func run(ctx context.Context, path string, args, env []string) error {
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s", firstError(stderr.String(), err))
+	}
+	return nil
+}
+
+// firstError picks the line of a client program's stderr that says what went
+// wrong, so the user sees one line instead of a page.
+func firstError(stderr string, err error) string {
+	var lines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	for i, l := range lines {
+		if strings.Contains(l, "ERROR:") || strings.Contains(l, "error:") || strings.Contains(l, "FATAL:") {
+			msg := l
+			if i+1 < len(lines) && strings.HasPrefix(lines[i+1], "Command was:") {
+				msg += " (" + truncate(lines[i+1], 200) + ")"
+			}
+			return squeeze(msg)
+		}
+	}
+	if len(lines) > 0 {
+		return squeeze(lines[len(lines)-1])
+	}
+	return err.Error()
+}
+
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+func childError(err error) error {
+	if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
+		return fmt.Errorf("%s", firstError(string(ee.Stderr), err))
+	}
+	return err
+}
