@@ -72,19 +72,29 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		return nil, err
 	}
 	res := &CopyResult{DumpTool: fmt.Sprintf("pg_dump %d", dump.Major), Archive: a}
+	if prev := o.Only; !o.WithACL {
+		// pg_restore --no-acl leaves privileges out; so must the count.
+		o.Only = func(e Entry) bool {
+			return e.Desc != "ACL" && e.Desc != "DEFAULT ACL" && (prev == nil || prev(e))
+		}
+	}
+	creates := 0
 	for _, e := range a.Entries {
 		if o.Only != nil && !o.Only(e) {
 			continue
 		}
-		if skip[e.ID] {
+		switch {
+		case skip[e.ID]:
 			res.Skipped++
+		case e.CreatesObject():
+			creates++
 		}
 	}
 	if o.DryRun {
 		w := o.Out
 		fmt.Fprintf(w, "-- target: pg_restore would create (single transaction):\n")
 		for _, e := range a.Entries {
-			if skip[e.ID] || (o.Only != nil && !o.Only(e)) {
+			if skip[e.ID] || (o.Only != nil && !o.Only(e)) || !e.CreatesObject() {
 				continue
 			}
 			res.Restored++
@@ -95,11 +105,14 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		}
 		return res, nil
 	}
-	n, err := a.Restore(ctx, dstChild, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only})
-	if err != nil {
+	if creates == 0 {
+		// Only comments, grants and the like would run again: the schema is there.
+		return res, nil
+	}
+	if _, err := a.Restore(ctx, dstChild, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only}); err != nil {
 		return nil, err
 	}
-	res.Restored = n
+	res.Restored = creates
 	return res, nil
 }
 

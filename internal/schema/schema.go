@@ -115,6 +115,13 @@ func ParseList(out []byte) []Entry {
 	return entries
 }
 
+// CreatesObject reports whether restoring the entry makes a new object, as
+// opposed to attaching something to one (a comment, a grant, ownership of a
+// sequence), which is harmless to run again.
+func (e Entry) CreatesObject() bool {
+	return e.CatalogOID != 0 || e.Desc == "TABLE ATTACH" || e.Desc == "INDEX ATTACH"
+}
+
 // Section tells which part of the archive an entry restores in, as pg_dump
 // splits it: pre-data (types, tables, functions...), data, post-data
 // (indexes, constraints other than NOT NULL/CHECK, triggers, rules, policies...).
