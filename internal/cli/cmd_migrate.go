@@ -134,6 +134,10 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 // is below maxLag, printing a line every few seconds on stderr.
 func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Duration) (*progress.Report, error) {
 	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
+	fence, err := progress.Fence(ctx, s.src)
+	if err != nil {
+		return nil, err
+	}
 	var deadline <-chan time.Time
 	if timeout > 0 {
 		deadline = time.After(timeout)
@@ -144,7 +148,7 @@ func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Du
 		if err != nil {
 			return nil, err
 		}
-		if r.Done(maxLag) {
+		if r.Done(maxLag) && r.Confirmed(fence) {
 			return r, nil
 		}
 		if time.Since(lastLine) >= 5*time.Second {

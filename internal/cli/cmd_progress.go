@@ -14,6 +14,9 @@ import (
 type progressOptions struct {
 	json     bool
 	watch    bool
+	wait     bool
+	maxLag   string
+	timeout  time.Duration
 	interval time.Duration
 }
 
@@ -28,7 +31,9 @@ lag in bytes and seconds, measured from the source's current WAL position,
 the throughput, an ETA and a one-line summary. Problems (a disabled
 subscription, no apply worker, apply errors, a missing slot) are named.
 
---watch refreshes in place until interrupted.`,
+--watch refreshes in place until interrupted. --wait returns once every
+table replicates and the lag is at most --max-lag (default 0): after writes
+on the source stopped, that is the moment to run copy-seq.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "progress")
@@ -42,6 +47,9 @@ subscription, no apply worker, apply errors, a missing slot) are named.
 	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON (one object per refresh with --watch)")
 	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "refresh until interrupted")
 	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "refresh interval for --watch")
+	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until every table replicates and the lag is at most --max-lag")
+	cmd.Flags().StringVar(&o.maxLag, "max-lag", "0", "lag --wait waits for, e.g. 0 or 16MB")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "give up --wait after this long (0: wait until interrupted)")
 	return cmd
 }
 
@@ -52,6 +60,21 @@ func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 	}
 	if srcErr != nil {
 		fmt.Fprintln(s.g.stderr, "pgmove: "+srcErr.Error()+" (lag unknown)")
+	}
+	if o.wait {
+		if srcErr != nil {
+			return srcErr
+		}
+		maxLag, err := parseSizeFlag("--max-lag", o.maxLag)
+		if err != nil {
+			return err
+		}
+		r, err := waitCaughtUp(ctx, s, maxLag, o.timeout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(s.g.stdout, r.Summary())
+		return nil
 	}
 	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
 	if !o.watch {

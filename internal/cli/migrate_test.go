@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -97,29 +96,11 @@ func (w *writer) stop(t *testing.T) {
 	t.Logf("writer: %d transactions on the source during the migration", w.n.Load())
 }
 
-// waitLagZero polls pgmove progress --json until the target confirmed all
-// of the source's WAL.
+// waitLagZero waits until the target applied everything the source
+// committed (pgmove progress --wait).
 func (p *pair) waitLagZero() {
 	p.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		r := p.must("progress", "--json")
-		var rep struct {
-			LagBytes int64 `json:"lag_bytes"`
-			Ready    int   `json:"tables_ready"`
-			Total    int   `json:"tables_total"`
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-			p.t.Fatalf("progress --json: %v\n%s", err, r)
-		}
-		if rep.LagBytes == 0 && rep.Ready == rep.Total {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("lag did not reach 0: %s", r.stdout)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	p.must("progress", "--wait", "--timeout", "2m")
 }
 
 // assertSameRows checks, independently of pgmove's compare, that every

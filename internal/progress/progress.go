@@ -402,3 +402,31 @@ func seconds(s float64) string {
 	}
 	return d.Round(time.Minute).String()
 }
+
+// Fence makes sure every transaction the source committed so far is on disk
+// in its WAL, and returns the WAL position after them: the point the target
+// must confirm to have applied them all. Sources may commit asynchronously
+// (synchronous_commit = off), and pg_current_wal_lsn() then trails the last
+// commits, so a tiny synchronous transaction flushes them first.
+func Fence(ctx context.Context, src *cluster.Conn) (uint64, error) {
+	var lsn string
+	err := pgx.BeginFunc(ctx, src.Conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+			return err
+		}
+		// A transaction must write WAL for its commit to be flushed; a
+		// transactional logical message does, and subscribers ignore it.
+		_, err := tx.Exec(ctx, "SELECT pg_catalog.pg_logical_emit_message(true, 'pgmove', 'fence')")
+		return err
+	})
+	if err == nil {
+		err = src.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&lsn)
+	}
+	if err != nil {
+		return 0, src.Wrap("flush the WAL", err)
+	}
+	return parseLSN(lsn)
+}
+
+// Confirmed reports whether the target confirmed the source's WAL up to lsn.
+func (r *Report) Confirmed(lsn uint64) bool { return r.confirmedLSN >= lsn }

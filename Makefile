@@ -1,0 +1,37 @@
+# pgmove: two commands from a fresh clone do everything.
+#   make demo   builds pgmove, starts the sandbox, migrates meta -> test under load, verifies
+#   make test   every test, against real PostgreSQL servers
+# Each installs what it needs first (scripts/install-deps; root for apt-get).
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+BIN     := bin/pgmove
+
+.PHONY: all build deps test unit demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pgmove
+
+deps:
+	scripts/install-deps
+
+# The full suite: unit tests and integration tests on real servers (13..18).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+# Tests that need no server.
+unit:
+	$(GO) test -count=1 -short ./...
+
+demo: deps build
+	scripts/demo
+
+bench: build
+	PGMOVE_WITH_PGCOPYDB=1 scripts/install-deps
+	scripts/bench
+
+clean:
+	rm -rf bin
