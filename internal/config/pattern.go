@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Pattern selects tables by schema and name, as psql's \dt patterns do:
@@ -91,7 +92,9 @@ func splitPattern(s string) ([]segment, error) {
 		case c == ' ' || c == '\t':
 			return nil, fmt.Errorf("unquoted space; quote names that hold spaces, e.g. \"My Schema\".orders")
 		default:
-			lit.WriteString(strings.ToLower(string(c)))
+			r, size := utf8.DecodeRuneInString(s[i:])
+			lit.WriteString(strings.ToLower(string(r)))
+			i += size - 1
 			empty = false
 		}
 	}

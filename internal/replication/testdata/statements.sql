@@ -1,0 +1,11 @@
+CREATE PUBLICATION "pub_pg_meta_meta" FOR TABLE "public"."t", "Odd ""S"""."a b" WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true);
+CREATE PUBLICATION "pub" WITH (publish = 'insert, update, delete, truncate');
+ALTER PUBLICATION "pub" ADD TABLE "public"."t";
+ALTER PUBLICATION "pub" SET (publish = 'insert, update, delete, truncate', publish_via_partition_root = true);
+DROP PUBLICATION IF EXISTS "pub""; DROP TABLE x; --";
+CREATE SUBSCRIPTION "sub ""x""" CONNECTION 'host=h dbname=meta user=replicator password=''it''''s''' PUBLICATION "pub_pg_meta_meta" WITH (copy_data = true, create_slot = true, slot_name = 'sub_pg_meta_meta', enabled = true);
+CREATE SUBSCRIPTION "sub ""x""" CONNECTION E'host=h password=back\\slash' PUBLICATION "pub_pg_meta_meta" WITH (copy_data = true, create_slot = true, slot_name = 'sub_pg_meta_meta', enabled = true, streaming = 'parallel');
+ALTER SUBSCRIPTION "sub" REFRESH PUBLICATION WITH (copy_data = true);
+ALTER SUBSCRIPTION "sub" SET (slot_name = NONE);
+DROP SUBSCRIPTION IF EXISTS "sub";
+SELECT pg_catalog.pg_drop_replication_slot('sub_pg_meta_meta');
