@@ -114,11 +114,11 @@ func TestConfigErrors(t *testing.T) {
 
 func TestConninfoRoundTrip(t *testing.T) {
 	cases := map[string]string{
-		"host=h port=5 dbname=d user=u":                       "host=h port=5 dbname=d user=u",
-		"dbname='my db' user=u options='-c a=b'":              "dbname='my db' user=u options='-c a=b'",
-		`password='it\'s' host=h`:                             "host=h password=********",
+		"host=h port=5 dbname=d user=u":                              "host=h port=5 dbname=d user=u",
+		"dbname='my db' user=u options='-c a=b'":                     "dbname='my db' user=u options='-c a=b'",
+		`password='it\'s' host=h`:                                    "host=h password=********",
 		"postgres://u:p%40ss@h1:5432,h2:5433/db?sslmode=verify-full": "host=h1,h2 port=5432,5433 dbname=db user=u password=******** sslmode=verify-full",
-		"postgresql://[::1]:5432/db":                          "host=::1 port=5432 dbname=db",
+		"postgresql://[::1]:5432/db":                                 "host=::1 port=5432 dbname=db",
 	}
 	for in, want := range cases {
 		ci, err := ParseConninfo(in)
