@@ -40,7 +40,7 @@ Exit status 0 when ready, 3 when something blocks.`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
-	cmd.Flags().StringVar(&o.copy, "copy", "native", "initial copy method the migration will use: native")
+	cmd.Flags().StringVar(&o.copy, "copy", "snapshot", "initial copy the migration will use: snapshot (pgmove's parallel COPY) or native (PostgreSQL's table sync)")
 	cmd.Flags().BoolVar(&o.noProbe, "no-probe", false, "skip the replication connection tests")
 	return cmd
 }
@@ -97,8 +97,8 @@ func blockedError(r *check.Report) error {
 
 func validCopy(mode string) error {
 	switch mode {
-	case "native":
+	case "snapshot", "native":
 		return nil
 	}
-	return &usageError{fmt.Errorf("--copy %q: the initial copy method is native (PostgreSQL's table sync)", mode)}
+	return &usageError{fmt.Errorf("--copy %q: use snapshot (pgmove's parallel COPY, the default) or native (PostgreSQL's table sync)", mode)}
 }

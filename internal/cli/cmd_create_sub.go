@@ -8,30 +8,43 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
 )
 
 type createSubOptions struct {
-	dryRun bool
-	force  bool
-	copy   string
+	dryRun     bool
+	force      bool
+	copy       copyFlags
+	withOwners bool
+	withGrants bool
 }
 
 func newCreateSubCmd(g *globals) *cobra.Command {
 	o := &createSubOptions{}
 	cmd := &cobra.Command{
 		Use:   "create-sub",
-		Short: "Create the subscription on the target: initial copy, then live changes",
-		Long: `create-sub creates the subscription (default sub_<src_cls>_<src_db>) on the
-target, connected to the source as the replication user, with PostgreSQL's
-own initial copy of every published table (as in the seed), then the
-stream of changes. Its replication slot on the source has the same name.
+		Short: "Copy the data and create the subscription on the target: initial copy, then live changes",
+		Long: `create-sub makes the target a live copy of the source: the initial copy of every
+published table, then the subscription (default sub_<src_cls>_<src_db>) that
+streams the changes, connected to the source as the replication user. Its
+replication slot on the source has the same name.
 
-Rerunning changes nothing; it enables a disabled subscription, and refreshes
-it when the publication gained tables (which then get their initial copy).
-It refuses when the target lacks published tables (run copy-schema) or when
-they already hold rows (the copy would duplicate them), unless --force.`,
+With --copy snapshot (the default) pgmove creates the slot with an exported
+snapshot, copies every table in parallel under it (binary COPY where types
+allow, big tables in ranges), builds the indexes and constraints, then
+creates the subscription on that slot without a copy and starts it at the
+slot's consistent point: no row missed, none twice. With --copy native,
+PostgreSQL's own table sync copies each table, as in the seed.
+
+An interrupted snapshot copy is restarted from a new slot on the next run
+(its snapshot died with the process); one whose data were all copied
+resumes at the index builds. Rerunning after success changes nothing; it
+enables a disabled subscription and refreshes it when the publication
+gained tables (which then get PostgreSQL's table sync). It refuses when the
+target lacks published tables (run copy-schema) or when they already hold
+rows, unless --force (native copy only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "create-sub")
@@ -43,13 +56,16 @@ they already hold rows (the copy would duplicate them), unless --force.`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
-	cmd.Flags().BoolVar(&o.force, "force", false, "create the subscription although target tables hold rows")
-	cmd.Flags().StringVar(&o.copy, "copy", "native", "initial copy method: native (PostgreSQL's table sync)")
+	cmd.Flags().BoolVar(&o.force, "force", false, "native copy: create the subscription although target tables hold rows")
+	cmd.Flags().BoolVar(&o.withOwners, "with-owners", false, "snapshot copy: restore owners of the objects created after the copy")
+	cmd.Flags().BoolVar(&o.withGrants, "with-grants", false, "snapshot copy: restore grants and owners of the objects created after the copy")
+	o.copy.register(cmd)
 	return cmd
 }
 
 func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
-	if err := validCopy(o.copy); err != nil {
+	copyOpts, err := o.copy.resolve(s)
+	if err != nil {
 		return err
 	}
 	if err := s.connectBoth(ctx); err != nil {
@@ -59,6 +75,17 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 		if err := s.begin(ctx); err != nil {
 			return err
 		}
+	}
+	if o.copy.method == "snapshot" && !o.dryRun && !s.subscribed(ctx) {
+		return s.step("create-sub", func() (string, map[string]string, error) {
+			res, err := handoff(ctx, s, &o.copy, copyOpts, o.withOwners || o.withGrants, o.withGrants)
+			if err != nil {
+				return "", nil, err
+			}
+			msg := fmt.Sprintf("subscription %q streams changes after the snapshot copy of %d table(s)", s.m.SubName, res.Tables)
+			fmt.Fprintln(s.g.stdout, msg)
+			return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName}, nil
+		})
 	}
 	return s.step("create-sub", func() (string, map[string]string, error) {
 		res, err := ensureSubscription(ctx, s, o.dryRun, o.force)
@@ -78,6 +105,49 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 			fmt.Fprintln(s.g.stdout, msg)
 		}
 		return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName, "oid": fmt.Sprint(res.OID)}, nil
+	})
+}
+
+// subscriptionSpec is the subscription this migration makes.
+func subscriptionSpec(s *session) replication.SubscriptionSpec {
+	secret, shown := replication.SubConninfo(s.m)
+	return replication.SubscriptionSpec{
+		Name: s.m.SubName, Publication: s.m.PubName, Slot: s.m.SlotName, Conninfo: secret, Shown: shown,
+		CopyData: true, CreateSlot: true, Enabled: true, SrcVersion: s.src.VersionNum,
+	}
+}
+
+// subscribed reports whether the subscription exists already; after a
+// snapshot copy, a rerun then behaves as with a native one.
+func (s *session) subscribed(ctx context.Context) bool {
+	sub, err := replication.Find(ctx, s.dst, s.m.SubName)
+	return err == nil && sub != nil
+}
+
+// handoff runs the snapshot copy and hands it to the subscription.
+func handoff(ctx context.Context, s *session, f *copyFlags, o copy.Options, withOwners, withACL bool) (*copy.HandoffResult, error) {
+	pubs, err := catalog.Publications(ctx, s.src)
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	for _, p := range pubs {
+		found = found || p.Name == s.m.PubName
+	}
+	if !found {
+		return nil, fmt.Errorf("source: publication %q does not exist; run pgmove create-pub first (the publication must exist before the slot)", s.m.PubName)
+	}
+	snap, err := catalog.Tables(ctx, s.src)
+	if err != nil {
+		return nil, err
+	}
+	published := snap.Published(s.src.VersionNum, s.m.Include, s.m.Exclude)
+	status := copy.NewStatus(s.m.ContextDir)
+	defer status.Close()
+	o.Status = status
+	return copy.Handoff(ctx, s.m, s.src, s.dst, published, subscriptionSpec(s), copy.HandoffOptions{
+		Copy: o, MaintenanceWorkMem: f.memory, SlotTimeout: f.slotTimeout, WithOwners: withOwners, WithACL: withACL,
+		Journal: s.journal, Runner: s.runner(false), Out: s.g.stdout,
 	})
 }
 
@@ -161,10 +231,5 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 			}
 		}
 	}
-	secret, shown := replication.SubConninfo(s.m)
-	spec := replication.SubscriptionSpec{
-		Name: s.m.SubName, Publication: s.m.PubName, Slot: s.m.SlotName, Conninfo: secret, Shown: shown,
-		CopyData: true, CreateSlot: true, Enabled: true, SrcVersion: s.src.VersionNum,
-	}
-	return replication.EnsureSubscription(ctx, s.runner(dryRun), s.dst, spec, refresh)
+	return replication.EnsureSubscription(ctx, s.runner(dryRun), s.dst, subscriptionSpec(s), refresh)
 }

@@ -9,13 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/progress"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
 )
 
 type migrateOptions struct {
-	copy       string
+	copy       copyFlags
 	maxLag     string
 	timeout    time.Duration
 	withOwners bool
@@ -33,8 +34,15 @@ until every table is replicating and the lag is below --max-lag. That is the
 state in which a switchover can begin: migrate then exits 0 and leaves the
 replication running in the servers.
 
+With --copy snapshot (the default), copy-schema restores the tables without
+their indexes, the data is copied in parallel under the slot's snapshot,
+then indexes and constraints are built in parallel and the rest of the
+schema restored while changes stream. --copy native is the seed's path:
+the whole schema, then PostgreSQL's own table sync.
+
 Each step is safe to rerun, so after an interruption migrate picks up where
-it stopped. A second pgmove on the same migration is refused.`,
+it stopped (a snapshot copy cut short restarts from a new slot; it says so).
+A second pgmove on the same migration is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "migrate")
@@ -46,11 +54,11 @@ it stopped. A second pgmove on the same migration is refused.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.copy, "copy", "native", "initial copy method: native (PostgreSQL's table sync)")
 	f.StringVar(&o.maxLag, "max-lag", "", "lag below which the target counts as caught up (default max_lag from the config, or 16MB)")
 	f.DurationVar(&o.timeout, "timeout", 0, "give up waiting for the catch-up after this long (0: wait until interrupted)")
 	f.BoolVar(&o.withOwners, "with-owners", false, "restore object owners (the roles must exist on the target)")
 	f.BoolVar(&o.withGrants, "with-grants", false, "restore GRANTs and owners (the roles must exist on the target)")
+	o.copy.register(cmd)
 	return cmd
 }
 
@@ -64,7 +72,12 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		maxLag = v
 	}
 	out := s.g.stdout
-	r, err := doCheck(ctx, s, o.copy, true)
+	copyOpts, err := o.copy.resolve(s)
+	if err != nil {
+		return err
+	}
+	snapshot := o.copy.method == "snapshot"
+	r, err := doCheck(ctx, s, o.copy.method, true)
 	if err != nil {
 		return err
 	}
@@ -85,11 +98,23 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		fmt.Fprintf(out, "subscription %q exists: the migration is under way; resuming at the catch-up\n", s.m.SubName)
 	} else {
 		err := s.step("copy-schema", func() (string, map[string]string, error) {
-			res, err := schema.Copy(ctx, s.m, s.src, s.dst, schema.CopyOptions{WithOwners: o.withOwners || o.withGrants, WithACL: o.withGrants})
+			co := schema.CopyOptions{WithOwners: o.withOwners || o.withGrants, WithACL: o.withGrants}
+			what := "schema"
+			if snapshot {
+				// Tables without indexes or constraints: the copy loads
+				// faster into bare tables, and indexes are built after.
+				co.Only = func(e schema.Entry) bool { return e.Section() == "pre-data" }
+				what = "schema (tables without indexes; those come after the copy)"
+				// A copy interrupted earlier left rows; the handoff deals with them.
+				if last, _ := s.journal.Last("copy"); last != nil {
+					co.Force = true
+				}
+			}
+			res, err := schema.Copy(ctx, s.m, s.src, s.dst, co)
 			if err != nil {
 				return "", nil, err
 			}
-			msg := fmt.Sprintf("copy-schema: %d object(s) restored, %d already on the target", res.Restored, res.Skipped)
+			msg := fmt.Sprintf("copy-schema: %s: %d object(s) restored, %d already on the target", what, res.Restored, res.Skipped)
 			fmt.Fprintln(out, msg)
 			return msg, nil, nil
 		})
@@ -107,7 +132,28 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	}); err != nil {
 		return err
 	}
-	if err := s.step("create-sub", func() (string, map[string]string, error) {
+	if snapshot && sub == nil {
+		if err := s.step("create-sub", func() (string, map[string]string, error) {
+			res, err := handoff(ctx, s, &o.copy, copyOpts, o.withOwners || o.withGrants, o.withGrants)
+			if err != nil {
+				return "", nil, err
+			}
+			msg := fmt.Sprintf("create-sub: subscription %q streams changes after the snapshot copy", s.m.SubName)
+			if res.Resumed != "" {
+				msg += " (" + res.Resumed + ")"
+			}
+			fmt.Fprintln(out, msg)
+			return msg, nil, nil
+		}); err != nil {
+			return err
+		}
+	} else if snapshot {
+		// A run that stopped after the subscription started may have left
+		// foreign keys, triggers or policies to restore.
+		if err := copy.RestoreRest(ctx, s.m, s.src, s.dst, copy.HandoffOptions{Copy: copyOpts, WithOwners: o.withOwners || o.withGrants, WithACL: o.withGrants, Out: out}); err != nil {
+			return err
+		}
+	} else if err := s.step("create-sub", func() (string, map[string]string, error) {
 		res, err := ensureSubscription(ctx, s, false, false)
 		if err != nil {
 			return "", nil, err

@@ -20,6 +20,7 @@ type CopyOptions struct {
 	DryRun     bool
 	Out        io.Writer // dry-run listing
 	Snapshot   string
+	Jobs       int // parallel pg_restore (not one transaction then)
 	// Only restores just the entries it accepts (e.g. pre-data for the
 	// snapshot copy); nil restores everything.
 	Only func(Entry) bool
@@ -109,7 +110,7 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		// Only comments, grants and the like would run again: the schema is there.
 		return res, nil
 	}
-	if _, err := a.Restore(ctx, dstChild, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only}); err != nil {
+	if _, err := a.Restore(ctx, dstChild, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs}); err != nil {
 		return nil, err
 	}
 	res.Restored = creates

@@ -142,10 +142,14 @@ type RestoreOptions struct {
 	WithACL    bool             // restore GRANT/REVOKE
 	Skip       map[int]bool     // entry IDs to leave out
 	Only       func(Entry) bool // if set, restore only entries it accepts
+	// Jobs > 1 restores in parallel (pg_restore --jobs): index builds and
+	// foreign key checks of different tables at once. It cannot run in one
+	// transaction, so a failure leaves what was done; a rerun skips it.
+	Jobs int
 }
 
-// Restore applies the archive to the target in one transaction: either all
-// of it lands or none does.
+// Restore applies the archive to the target, in one transaction (either
+// all of it lands or none does) unless o.Jobs asks for parallel restore.
 func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreOptions) (restored int, err error) {
 	list, n, err := a.writeList(o)
 	if err != nil {
@@ -155,7 +159,12 @@ func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreO
 	if n == 0 {
 		return 0, nil
 	}
-	args := []string{"--single-transaction", "--exit-on-error", "--use-list=" + list, "--dbname=" + dst.Conninfo}
+	args := []string{"--exit-on-error", "--use-list=" + list, "--dbname=" + dst.Conninfo}
+	if o.Jobs > 1 {
+		args = append(args, fmt.Sprintf("--jobs=%d", o.Jobs))
+	} else {
+		args = append(args, "--single-transaction")
+	}
 	if !o.WithOwners {
 		args = append(args, "--no-owner")
 	}

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgmove/pgmove/internal/copy"
+)
+
+// copyFlags are the initial copy's settings, shared by migrate and create-sub.
+// migration.yml's copy, jobs and split_larger_than apply unless the flag is given.
+type copyFlags struct {
+	method      string
+	jobs        int
+	splitLarger string
+	memory      string
+	slotTimeout time.Duration
+	cmd         *cobra.Command
+}
+
+func (f *copyFlags) register(cmd *cobra.Command) {
+	f.cmd = cmd
+	fl := cmd.Flags()
+	fl.StringVar(&f.method, "copy", "snapshot", "initial copy: snapshot (pgmove's parallel COPY handed off to the subscription) or native (PostgreSQL's table sync, as in the seed)")
+	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "parallel COPY streams and index builds (default: this machine's cores)")
+	fl.StringVar(&f.splitLarger, "split-larger-than", "1GB", "copy tables larger than this in ranges, in parallel (0: never)")
+	fl.StringVar(&f.memory, "maintenance-work-mem", "512MB", "maintenance_work_mem of each index build on the target")
+	fl.DurationVar(&f.slotTimeout, "slot-timeout", 5*time.Minute, "give up creating the replication slot after this long (it waits for open transactions)")
+}
+
+func (f *copyFlags) changed(name string) bool { return f.cmd != nil && f.cmd.Flags().Changed(name) }
+
+// resolve applies migration.yml's settings where no flag overrides them.
+func (f *copyFlags) resolve(s *session) (copy.Options, error) {
+	if s.m.Copy != "" && !f.changed("copy") {
+		f.method = s.m.Copy
+	}
+	if err := validCopy(f.method); err != nil {
+		return copy.Options{}, err
+	}
+	o := copy.Options{Jobs: max(f.jobs, 1), FreezeLarger: 8 << 20}
+	if s.m.Jobs > 0 && !f.changed("jobs") {
+		o.Jobs = s.m.Jobs
+	}
+	n, err := parseSizeFlag("--split-larger-than", f.splitLarger)
+	if err != nil {
+		return o, err
+	}
+	o.SplitLarger = n
+	if s.m.SplitLarger > 0 && !f.changed("split-larger-than") {
+		o.SplitLarger = s.m.SplitLarger
+	}
+	return o, nil
+}

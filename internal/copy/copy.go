@@ -1,0 +1,293 @@
+package copy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgmove/pgmove/internal/cluster"
+	"github.com/pgmove/pgmove/internal/config"
+)
+
+// Options tune the copy.
+type Options struct {
+	Jobs        int   // parallel COPY streams (and index builds)
+	SplitLarger int64 // tables larger than this are copied in ranges; 0 never
+	// FreezeLarger: tables copied whole and larger than this are loaded
+	// with TRUNCATE + COPY FREEZE (no later vacuum rewrite); small tables
+	// skip the TRUNCATE, whose cost dominates for them.
+	FreezeLarger int64
+	Status       *Status // progress, shared with pgmove progress through a file
+}
+
+// worker holds one source session inside the snapshot and one target
+// session tuned for bulk load.
+type worker struct {
+	m        *config.Migration
+	snapshot string
+	src      *pgconn.PgConn
+	dst      *pgconn.PgConn
+	srcVer   int
+}
+
+// sessionDst tunes a target session for loading: no synchronous commit, no
+// user or FK triggers (session_replication_role = replica, when allowed).
+func openTarget(ctx context.Context, m *config.Migration, app string) (*pgconn.PgConn, error) {
+	cfg, err := cluster.Config(m.Dst, app)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["synchronous_commit"] = "off"
+	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
+	if err != nil {
+		return nil, cluster.ExplainConnect(m.Dst, cfg.User, err)
+	}
+	// Superusers (and, from 15, roles granted SET on it) may stop triggers
+	// and FK checks during the load; others load with them on.
+	if err := conn.Exec(ctx, "SET session_replication_role = replica").Close(); err != nil {
+		slog.Debug("target: session_replication_role = replica refused; triggers stay on during the load", "err", err)
+	}
+	return conn, nil
+}
+
+// openSource opens a source session and imports the snapshot.
+func openSource(ctx context.Context, m *config.Migration, snapshot string) (*pgconn.PgConn, error) {
+	cfg, err := cluster.Config(m.Src, "copy")
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
+	cfg.RuntimeParams["extra_float_digits"] = "3"
+	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
+	if err != nil {
+		return nil, cluster.ExplainConnect(m.Src, cfg.User, err)
+	}
+	sql := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT " + quoteLiteral(snapshot)
+	if err := conn.Exec(ctx, sql).Close(); err != nil {
+		conn.Close(context.Background())
+		return nil, cluster.Wrap(config.Source, "import the copy's snapshot", err)
+	}
+	return conn, nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func (w *worker) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if w.src != nil {
+		w.src.Close(ctx)
+	}
+	if w.dst != nil {
+		w.dst.Close(ctx)
+	}
+}
+
+// ensure reopens whichever session a failure closed.
+func (w *worker) ensure(ctx context.Context) error {
+	var err error
+	if w.src == nil || w.src.IsClosed() {
+		if w.src, err = openSource(ctx, w.m, w.snapshot); err != nil {
+			return err
+		}
+	}
+	if w.dst == nil || w.dst.IsClosed() {
+		if w.dst, err = openTarget(ctx, w.m, "copy"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// job is one chunk of one table.
+type job struct {
+	t     *Table
+	chunk Chunk
+	st    *TableStatus
+}
+
+// Run copies every table with opts.Jobs workers inside the snapshot. Each
+// chunk is loaded in one target transaction: a failure rolls it back
+// whole, and it is retried (in text format if binary failed, on fresh
+// sessions if one broke). Nothing is left half-loaded.
+func Run(ctx context.Context, m *config.Migration, snapshot string, srcVersion int, tables []*Table, o Options) error {
+	jobs := max(o.Jobs, 1)
+	var queue []job
+	for _, t := range tables {
+		st := o.Status.table(t)
+		for _, c := range t.Chunks {
+			queue = append(queue, job{t: t, chunk: c, st: st})
+		}
+	}
+	ch := make(chan job)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var firstErr error
+	var once sync.Once
+	fail := func(err error) {
+		once.Do(func() { firstErr = err; cancel() })
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < min(jobs, len(queue)); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &worker{m: m, snapshot: snapshot, srcVer: srcVersion}
+			defer w.close()
+			for j := range ch {
+				if err := w.run(ctx, j, o); err != nil {
+					fail(err)
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for _, j := range queue {
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+func (w *worker) run(ctx context.Context, j job, o Options) error {
+	binary := j.t.Binary
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err := w.ensure(ctx); err != nil {
+			return err
+		}
+		j.st.start()
+		rows, err := w.copyChunk(ctx, j, binary, o)
+		if err == nil {
+			j.st.chunkDone(rows)
+			return nil
+		}
+		j.st.retry()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		lastErr = err
+		if binary && cluster.SQLState(err) != "" {
+			// A server error on binary data (a type whose binary form the
+			// target rejects): the text format is the portable one.
+			slog.Info(fmt.Sprintf("copy %s: binary COPY failed (%v); retrying in text format", j.t.Name, err))
+			binary = false
+			continue
+		}
+		slog.Info(fmt.Sprintf("copy %s: %v; retrying", j.t.Name, err))
+	}
+	return lastErr
+}
+
+// copyChunk streams one chunk from the source straight into the target,
+// in one target transaction.
+func (w *worker) copyChunk(ctx context.Context, j job, binary bool, o Options) (int64, error) {
+	t := j.t
+	freeze := t.Direct && len(t.Chunks) == 1 && t.Bytes >= o.FreezeLarger
+	if _, err := w.dst.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+		return 0, cluster.Wrap(config.Target, "begin loading "+t.Name, err)
+	}
+	if freeze {
+		// Emptying the table in this transaction is what lets FREEZE write
+		// the rows frozen; it also makes a retry start clean.
+		if _, err := w.dst.Exec(ctx, "TRUNCATE ONLY "+t.Target.Ident()).ReadAll(); err != nil {
+			w.rollback()
+			return 0, cluster.Wrap(config.Target, "truncate "+t.Name, err)
+		}
+	}
+	// Rows on the source side of one savepoint: a failed COPY does not
+	// abort the snapshot-bearing transaction.
+	if _, err := w.src.Exec(ctx, "SAVEPOINT pgmove_copy").ReadAll(); err != nil {
+		w.rollback()
+		return 0, cluster.Wrap(config.Source, "savepoint", err)
+	}
+
+	pr, pw := io.Pipe()
+	counted := &counter{w: pw, n: &j.st.bytes}
+	// pgconn sends each Read of the pipe as one CopyData message, and the
+	// source writes one row per Write: buffer so messages are ~64 kB.
+	bw := bufio.NewWriterSize(counted, 64<<10-5)
+	srcErr := make(chan error, 1)
+	go func() {
+		_, err := w.src.CopyTo(ctx, bw, t.copyOut(j.chunk, binary))
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			err = cluster.Wrap(config.Source, "copy "+t.Name+" out", err)
+		}
+		pw.CloseWithError(err)
+		srcErr <- err
+	}()
+	tag, dstErr := w.dst.CopyFrom(ctx, pr, t.copyIn(binary, freeze))
+	pr.CloseWithError(errTargetStopped) // unblocks the source side if the target failed
+	sErr := <-srcErr
+	switch {
+	case sErr != nil && !errors.Is(sErr, errTargetStopped):
+		w.rollback()
+		return 0, sErr // the source failed first; the target only saw CopyFail
+	case dstErr != nil:
+		w.rollback()
+		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", dstErr)
+	case sErr != nil:
+		w.rollback()
+		return 0, sErr
+	}
+	if _, err := w.src.Exec(ctx, "RELEASE SAVEPOINT pgmove_copy").ReadAll(); err != nil {
+		w.rollback()
+		return 0, cluster.Wrap(config.Source, "release savepoint", err)
+	}
+	if _, err := w.dst.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		return 0, cluster.Wrap(config.Target, "commit "+t.Name, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// rollback abandons the target transaction and the source savepoint; a
+// session that cannot do it is closed, to be reopened.
+func (w *worker) rollback() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if w.dst != nil && !w.dst.IsClosed() {
+		if _, err := w.dst.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+			w.dst.Close(ctx)
+		}
+	}
+	if w.src != nil && !w.src.IsClosed() {
+		if _, err := w.src.Exec(ctx, "ROLLBACK TO SAVEPOINT pgmove_copy").ReadAll(); err != nil {
+			w.src.Close(ctx)
+		}
+	}
+}
+
+var errTargetStopped = errors.New("the target stopped reading")
+
+// counter counts bytes on their way to the target.
+type counter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
