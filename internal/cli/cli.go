@@ -166,7 +166,7 @@ A migration, step by step (or all of it with migrate):
 		newCheckCmd(g), newCheckReplicaIdentityCmd(g), newCheckReplicaIdentitySolutionCmd(g), newCheckSpecialObjectCmd(g),
 		newCopySchemaCmd(g), newCreatePubCmd(g), newCreateSubCmd(g), newProgressCmd(g), newCompareCmd(g),
 		newCopySeqCmd(g), newNextSeqCmd(g), newRemoveSubCmd(g), newCleanupCmd(g), newMigrateCmd(g), newStatusCmd(g),
-		newSandboxCmd(g), newVersionCmd(g),
+		newSandboxCmd(g), newVersionCmd(g), newPlanCmd(g),
 	)
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })

@@ -1,0 +1,298 @@
+package plan
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/replication"
+)
+
+// maxTablesListed bounds the runbook's table list; the scripts list them all.
+const maxTablesListed = 40
+
+type specialRow struct {
+	Object, Kind, Happens, Action string
+	AtSwitch                      bool // needs a hand at the switch
+}
+
+type runbookData struct {
+	M                      *config.Migration
+	F                      *Facts
+	Title, Context, Dir    string
+	Pgmove, Written        string
+	SrcVersion, DstVersion string
+	Admin, Repl            string
+	HBA                    string // lines for the source's pg_hba.conf
+	StopHBA                string // the switch's lines
+	Terminate              string // SQL ending the applications' sessions
+	Role                   string // CREATE ROLE and GRANTs
+	Unfixed                []Table
+	FixSQL                 string
+	Tables                 []Table
+	TablesMore             int
+	Special                []specialRow
+	AtSwitch               []specialRow
+	Findings               []Finding
+	Size, Largest          string
+	Estimate               string
+	RatePerWorker          string
+	Access                 []string
+	TargetHost             string
+	Scripts                []Script
+}
+
+func runbookTitle(m *config.Migration) string {
+	return fmt.Sprintf("Migration runbook: %s.%s to %s.%s", m.Src.Cluster, m.Src.DB, m.Dst.Cluster, m.Dst.DB)
+}
+
+// Runbook renders runbook.md: the seed's manual template (announcement,
+// preparations, stock migration, switch moment, aftercare) filled in with
+// this migration's facts and commands.
+func Runbook(in Input) ([]byte, error) {
+	m, f := in.M, in.Facts
+	d := runbookData{
+		M: m, F: f, Title: runbookTitle(m), Context: dirName(m), Dir: m.ContextDir, Pgmove: in.Pgmove,
+		Written:    f.Written.Format(time.RFC3339),
+		SrcVersion: version(f.Source), DstVersion: version(f.Target),
+		Admin: orPlaceholder(m.Src.User(), "<admin>"), Repl: orPlaceholder(m.ReplUser, "<replication-user>"),
+		Unfixed: f.Unfixed(), Size: check.PrettyBytes(f.SourceBytes), Largest: check.PrettyBytes(f.LargestBytes),
+		Estimate:      RoughDuration(CopyEstimate(f.SourceBytes, f.LargestBytes, f.SyncWorkers)),
+		RatePerWorker: check.PrettyBytes(copyRate) + "/s",
+		Findings:      f.Findings, Scripts: Scripts,
+	}
+	d.HBA, d.StopHBA = hbaLines(m)
+	d.Terminate = terminateSQL(m)
+	d.Role = roleSQL(m, f)
+	var fixes []string
+	for _, t := range d.Unfixed {
+		fixes = append(fixes, t.Fix)
+	}
+	d.FixSQL = strings.Join(fixes, "\n")
+	d.Tables = f.Tables
+	if len(d.Tables) > maxTablesListed {
+		d.Tables, d.TablesMore = biggest(f.Tables, maxTablesListed), len(f.Tables)-maxTablesListed
+	}
+	for _, o := range f.Special {
+		row := special(o)
+		d.Special = append(d.Special, row)
+		if row.AtSwitch {
+			d.AtSwitch = append(d.AtSwitch, row)
+		}
+	}
+	d.Access, d.TargetHost = access(m)
+	var b bytes.Buffer
+	if err := templates.ExecuteTemplate(&b, "runbook.md.tmpl", d); err != nil {
+		return nil, fmt.Errorf("plan: render runbook: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+func version(e Endpoint) string {
+	if !e.Reachable {
+		if e.Error != "" {
+			return "unreachable when the plan was written (" + e.Error + ")"
+		}
+		return "unreachable when the plan was written"
+	}
+	if f := strings.Fields(e.Version); len(f) > 0 {
+		return "PostgreSQL " + f[0]
+	}
+	return "PostgreSQL"
+}
+
+func orPlaceholder(s, p string) string {
+	if s == "" {
+		return p
+	}
+	return s
+}
+
+// biggest returns the n largest tables, in name order.
+func biggest(tables []Table, n int) []Table {
+	out := append([]Table{}, tables...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Bytes > out[j].Bytes })
+	out = out[:n]
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// targetHosts are the hosts the subscription may connect from: the target's
+// primary and every member that may become primary.
+func targetHosts(m *config.Migration) []string {
+	hosts := []string{m.Dst.Host()}
+	for _, h := range m.DstList {
+		if h != "" && h != m.Dst.Host() {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// hbaLines are the source's pg_hba.conf lines: for the subscription (a
+// logical walsender matches by database name, not by the replication
+// keyword), and for the switch, when only pgmove and the subscription may
+// still connect.
+func hbaLines(m *config.Migration) (repl, stop string) {
+	db, user := hbaName(m.Src.DB), hbaName(orPlaceholder(m.ReplUser, "<replication-user>"))
+	var rows [][]string
+	for i, h := range targetHosts(m) {
+		why := "# dst_ip: the target's primary"
+		if i > 0 {
+			why = "# dst_list: a target member that may become primary"
+		}
+		rows = append(rows, []string{"host", db, user, hbaAddress(h), "scram-sha-256", why})
+	}
+	repl = align(rows)
+	stopRows := [][]string{{"host", db, hbaName(orPlaceholder(m.Src.User(), "<admin>")), "<pgmove-host-ip>/32", "scram-sha-256", "# pgmove"}}
+	for _, r := range rows {
+		stopRows = append(stopRows, append(append([]string{}, r[:5]...), "# the subscription"))
+	}
+	stopRows = append(stopRows, []string{"host", db, "all", "all", "reject", "# everyone else: the applications"})
+	return repl, align(stopRows)
+}
+
+// align lays out columns of words with two spaces between them.
+func align(rows [][]string) string {
+	var width []int
+	for _, r := range rows {
+		for i, w := range r {
+			if i >= len(width) {
+				width = append(width, 0)
+			}
+			width[i] = max(width[i], len(w))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		var line strings.Builder
+		for i, w := range r {
+			if i == len(r)-1 {
+				line.WriteString(w)
+				break
+			}
+			line.WriteString(w + strings.Repeat(" ", width[i]-len(w)+2))
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func terminateSQL(m *config.Migration) string {
+	keep := []string{}
+	for _, u := range []string{m.Src.User(), m.ReplUser} {
+		if u != "" {
+			keep = append(keep, replication.QuoteLiteral(u))
+		}
+	}
+	cond := ""
+	if len(keep) > 0 {
+		cond = "\n   AND usename NOT IN (" + strings.Join(keep, ", ") + ")"
+	}
+	return "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity\n WHERE datname = " +
+		replication.QuoteLiteral(m.Src.DB) + " AND backend_type = 'client backend'" + cond + "\n   AND pid <> pg_catalog.pg_backend_pid();"
+}
+
+// roleSQL creates the replication role and lets it read the migrated tables
+// (the initial copy reads them as this role), with a placeholder password.
+func roleSQL(m *config.Migration, f *Facts) string {
+	role := pgx.Identifier{orPlaceholder(m.ReplUser, "replicator")}.Sanitize()
+	lines := []string{fmt.Sprintf("CREATE ROLE %s LOGIN REPLICATION BYPASSRLS PASSWORD '<password>';", role)}
+	seen := map[string]bool{}
+	var schemas []string
+	for _, t := range f.Tables {
+		s := schemaOf(t.Name)
+		if !seen[s] {
+			seen[s] = true
+			schemas = append(schemas, s)
+		}
+	}
+	sort.Strings(schemas)
+	for _, s := range schemas {
+		q := pgx.Identifier{s}.Sanitize()
+		lines = append(lines, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s;", q, role),
+			fmt.Sprintf("GRANT SELECT ON ALL TABLES IN SCHEMA %s TO %s;", q, role))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// schemaOf splits the schema off a name as catalog.Table.String prints it
+// (quoted only where needed).
+func schemaOf(name string) string {
+	if strings.HasPrefix(name, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(name); i++ {
+			if name[i] == '"' {
+				if i+1 < len(name) && name[i+1] == '"' {
+					b.WriteByte('"')
+					i++
+					continue
+				}
+				return b.String()
+			}
+			b.WriteByte(name[i])
+		}
+		return b.String()
+	}
+	s, _, _ := strings.Cut(name, ".")
+	return s
+}
+
+// special says what happens to a special object. Where pgmove does not
+// carry the object itself, it says so, with what to do at the switch.
+func special(o Object) specialRow {
+	r := specialRow{Object: o.Object, Kind: strings.ReplaceAll(o.Code, "_", " "), Happens: o.Message, Action: o.Fix}
+	switch o.Code {
+	case "materialized_view":
+		r.Happens = "not replicated: copy-schema creates it unpopulated; refresh it on the target at the switch"
+		r.AtSwitch = true
+	case "unlogged_table":
+		r.Happens = "not replicated: copy-schema creates it empty, and pgmove does not copy its rows; copy them at the switch, or make it logged before create-pub"
+		r.AtSwitch = true
+	case "large_objects":
+		r.Happens = strings.SplitN(o.Message, ":", 2)[0] + ": not replicated, and pgmove does not copy them; carry them to the target at the switch (lo_export/lo_import, or your own dump)"
+		r.AtSwitch = true
+	case "foreign_table":
+		r.AtSwitch = false
+	}
+	if r.Object == "" {
+		r.Object = "(database)"
+	}
+	if r.Action == "" {
+		r.Action = "none"
+	}
+	return r
+}
+
+// access lists how applications reach the target after the switch, from
+// dst_dns, dst_vip, dst_ip and dst_list, and the host they should use.
+func access(m *config.Migration) (lines []string, host string) {
+	port := m.Dst.Port()
+	host = m.Dst.Host()
+	if m.DstVIP != "" {
+		lines = append(lines, fmt.Sprintf("VIP %s (dst_vip): bind it on the target's primary, or repoint the address applications use to it", code(m.DstVIP+":"+port)))
+		host = m.DstVIP
+	}
+	if m.DstDNS != "" {
+		lines = append(lines, fmt.Sprintf("DNS name %s (dst_dns): applications that connect by name follow it once its record points at the target's primary%s", code(m.DstDNS), vipHint(m)))
+		host = m.DstDNS
+	}
+	lines = append(lines, fmt.Sprintf("primary %s (dst_ip): the address that takes writes", code(m.Dst.Host()+":"+port)))
+	for _, h := range m.DstList {
+		lines = append(lines, fmt.Sprintf("member %s (dst_list): read-only traffic may go here", code(h+":"+port)))
+	}
+	return lines, host
+}
+
+func vipHint(m *config.Migration) string {
+	if m.DstVIP != "" {
+		return " (the VIP " + m.DstVIP + ")"
+	}
+	return " (" + m.Dst.Host() + ")"
+}

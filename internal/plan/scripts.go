@@ -1,0 +1,64 @@
+package plan
+
+// Script is one executable of the context directory: the seed's name, the
+// pgmove step it runs, and whether it changes anything.
+type Script struct {
+	Name    string // the seed's script name
+	Command string // pgmove subcommand (and fixed arguments) it runs
+	Usage   string // optional arguments it passes on
+	Summary string
+	Side    string // where it reads or writes
+	// Mutating scripts show pgmove's --dry-run output and ask before the
+	// real run, unless given -y.
+	Mutating bool
+	// ApplyFlag, for a read-only script, is the argument that makes it change
+	// things (and so show and ask first).
+	ApplyFlag string
+	// Effect is one line for the script's header and the runbook.
+	Effect string
+}
+
+// Scripts are the context directory's scripts in the runbook's order: the
+// seed's twelve, plus check, check-plan, cleanup and status.
+var Scripts = []Script{
+	{Name: "check", Command: "check", Summary: "everything that blocks or endangers the migration, with the fix for each", Side: "both",
+		Effect: "Read-only: connects to both sides, probes the replication connections (rolled back)."},
+	{Name: "check-plan", Command: "plan --check", Summary: "what changed in the source's catalogue since this plan was written", Side: "source",
+		Effect: "Read-only: exit 3 when the runbook no longer covers the catalogue (new tables, broken identities, new special objects)."},
+	{Name: "check-replica-identity", Command: "check-replica-identity", Summary: "every migrated table with its keys, size and replica identity", Side: "source",
+		Effect: "Read-only: exit 3 while a table's UPDATE and DELETE could not be replicated."},
+	{Name: "check-replica-identity-solution", Command: "check-replica-identity-solution", Usage: "[--apply]", Summary: "the statements that give every table a replica identity", Side: "source",
+		ApplyFlag: "--apply", Effect: "Prints the ALTER TABLE ... REPLICA IDENTITY statements; --apply runs them on the source."},
+	{Name: "check-special-object", Command: "check-special-object", Summary: "objects logical replication does not carry, and what happens to each", Side: "source",
+		Effect: "Read-only."},
+	{Name: "copy-schema", Command: "copy-schema", Usage: "[--with-owners|--with-grants]", Summary: "restore the source's schema into the target", Side: "target",
+		Mutating: true, Effect: "Changes the target: creates what it lacks, in one transaction; never drops anything, refuses when target tables hold rows."},
+	{Name: "create-pub", Command: "create-pub", Summary: "create the publication on the source, or bring it up to date", Side: "source",
+		Mutating: true, Effect: "Changes the source: CREATE PUBLICATION (or ALTER ... ADD/DROP TABLE) for the tables to migrate."},
+	{Name: "create-sub", Command: "create-sub", Summary: "create the subscription on the target: initial copy, then live changes", Side: "target",
+		Mutating: true, Effect: "Changes both: the subscription on the target, its replication slot on the source; the initial copy starts."},
+	{Name: "progress", Command: "progress", Usage: "[--watch]", Summary: "per-table copy state, replication lag, throughput and ETA", Side: "both",
+		Effect: "Read-only."},
+	{Name: "copy-seq", Command: "copy-seq", Usage: "[--offset N]", Summary: "copy every sequence's value to the target (at the switch, writes stopped)", Side: "target",
+		Mutating: true, Effect: "Changes the target: setval on every sequence, in one transaction; never moves a sequence back."},
+	{Name: "next-seq", Command: "next-seq", Usage: "[N]", Summary: "advance every target sequence N values (default 10000), a margin against conflicts", Side: "target",
+		Mutating: true, Effect: "Changes the target: each run moves the sequences further."},
+	{Name: "compare", Command: "compare", Usage: "[--checksum]", Summary: "compare row counts (--checksum: full content) and sequences on both sides", Side: "both",
+		Effect: "Read-only: exit 3 when the sides differ."},
+	{Name: "remove-sub", Command: "remove-sub", Summary: "disable and drop the subscription on the target (and its slot on the source)", Side: "target",
+		Mutating: true, Effect: "Changes both: the target stops following the source."},
+	{Name: "cleanup", Command: "cleanup", Summary: "drop everything the migration made: subscription, publication, slot", Side: "both",
+		Mutating: true, Effect: "Changes both: data and schema are left alone."},
+	{Name: "status", Command: "status", Summary: "where the migration stands and the next step", Side: "both",
+		Effect: "Read-only."},
+}
+
+// script finds a script by name.
+func script(name string) Script {
+	for _, s := range Scripts {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic("plan: no script " + name)
+}
