@@ -27,6 +27,21 @@ func (s Severity) String() string { return [...]string{"info", "warning", "error
 // MarshalJSON writes the severity as its name.
 func (s Severity) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
+// UnmarshalJSON reads a severity written by MarshalJSON.
+func (s *Severity) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return err
+	}
+	for i, n := range [...]string{"info", "warning", "error"} {
+		if n == name {
+			*s = Severity(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown severity %q", name)
+}
+
 // Finding is one thing check found, with the statement or setting that fixes it.
 type Finding struct {
 	Severity Severity `json:"severity"`
@@ -102,6 +117,12 @@ type Options struct {
 func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcErr, dstErr error, o Options) *Report {
 	r := &Report{Source: Endpoint{Display: m.Src.Display()}, Target: Endpoint{Display: m.Dst.Display()}}
 	c := &checker{m: m, src: src, dst: dst, r: r, o: o}
+	if src == nil && srcErr == nil {
+		srcErr = fmt.Errorf("source: not connected")
+	}
+	if dst == nil && dstErr == nil {
+		dstErr = fmt.Errorf("target: not connected")
+	}
 	if srcErr != nil {
 		r.add(Error, config.Source, "connect", "", strip(srcErr, config.Source), "")
 	} else {

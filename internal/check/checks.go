@@ -293,7 +293,8 @@ func (c *checker) replicationRole(ctx context.Context) error {
 	}
 	if !exists {
 		c.r.add(Error, config.Source, "replication_role", role, fmt.Sprintf("role %s does not exist on the source", q),
-			fmt.Sprintf("CREATE ROLE %s LOGIN REPLICATION BYPASSRLS PASSWORD '<password>';\n%s", q, grantPerSchema(schemasOf(c.r.Published), "SELECT", role)))
+			fmt.Sprintf("CREATE ROLE %s LOGIN REPLICATION BYPASSRLS PASSWORD '<password>';\n%s\n%s", q,
+				usagePerSchema(schemasOf(c.r.Published), role), grantPerSchema(schemasOf(c.r.Published), "SELECT", role)))
 		return nil
 	}
 	if !login {
@@ -304,6 +305,18 @@ func (c *checker) replicationRole(ctx context.Context) error {
 	}
 	if super {
 		return nil
+	}
+	noUsage, err := tablesWhere(ctx, c.src, "NOT pg_catalog.has_schema_privilege($2::name, c.relnamespace, 'USAGE')", oids(c.r.Published), role)
+	if err != nil {
+		return err
+	}
+	if len(noUsage) > 0 {
+		sev := Warning
+		if c.o.Native {
+			sev = Error
+		}
+		c.r.add(sev, config.Source, "replication_role", role, fmt.Sprintf("role %s has no USAGE on the schema of %d published table(s) (%s): it cannot read them", q, len(noUsage), names(noUsage, 3)),
+			usagePerSchema(noUsage, role))
 	}
 	unreadable, err := tablesWhere(ctx, c.src, "NOT pg_catalog.has_table_privilege($2::name, c.oid, 'SELECT')", oids(c.r.Published), role)
 	if err != nil {
@@ -334,6 +347,19 @@ func (c *checker) replicationRole(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// usagePerSchema writes one GRANT USAGE per schema of the tables listed.
+func usagePerSchema(qs []catalog.QualifiedName, role string) string {
+	seen := map[string]bool{}
+	var lines []string
+	for _, q := range qs {
+		if !seen[q.Schema] {
+			seen[q.Schema] = true
+			lines = append(lines, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s;", pgx.Identifier{q.Schema}.Sanitize(), pgx.Identifier{role}.Sanitize()))
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 func schemasOf(tables []*catalog.Table) []catalog.QualifiedName {

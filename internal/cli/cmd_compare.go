@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/compare"
 )
 
@@ -70,5 +69,3 @@ func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 	}
 	return nil
 }
-
-var _ = cluster.Wrap

@@ -30,6 +30,10 @@ type session struct {
 // newSession loads the configuration. It does not connect.
 func newSession(g *globals, command string) (*session, error) {
 	var f *config.File
+	if g.configFile == "" && g.src == "" && g.dst == "" {
+		// The plan's scripts set it in activate.
+		g.configFile = os.Getenv("PGMOVE_CONFIG")
+	}
 	if g.configFile != "" {
 		var err error
 		if f, err = config.Load(g.configFile); err != nil {

@@ -155,6 +155,13 @@ func Resolve(f *File, o Overrides) (*Migration, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !filepath.IsAbs(dir) && o.ConfigFile != "" {
+		// Relative to the config file, not to wherever pgmove runs.
+		dir = filepath.Join(filepath.Dir(o.ConfigFile), dir)
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
 	m.ContextDir = filepath.Join(dir, pathSafe(m.Src.Cluster)+"."+pathSafe(m.Src.DB))
 
 	for _, p := range append(append([]string{}, f.Include...), o.Include...) {
