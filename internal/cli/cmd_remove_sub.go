@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -155,6 +157,8 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		out := strings.Join(done, "; ")
 		if !o.dryRun {
 			fmt.Fprintln(s.g.stdout, out)
+			// The copy's progress file would describe a migration that is over.
+			os.Remove(filepath.Join(s.m.ContextDir, "copy.json"))
 		}
 		return msg + "; " + out, nil, nil
 	})

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Status is the copy's progress, kept in memory and written every second to
+// Status is the copy's progress, kept in memory and written four times a second to
 // copy.json in the migration context directory, where pgmove progress (any
 // process) reads it.
 type Status struct {
@@ -60,7 +60,7 @@ func NewStatus(dir string) *Status {
 		byTable: map[*Table]*TableStatus{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {

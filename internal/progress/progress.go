@@ -15,6 +15,7 @@ import (
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/copy"
 )
 
 // Table is one table's initial-copy state.
@@ -51,11 +52,28 @@ type Report struct {
 	ApplyRate float64 `json:"apply_bytes_per_second"` // target confirmation
 	ETA       float64 `json:"eta_seconds"`            // -1 unknown
 
+	// Copy is the snapshot copy's progress while it runs (before the
+	// subscription exists), read from the copy's status file.
+	Copy *CopyProgress `json:"copy,omitempty"`
+
 	Workers    int      `json:"workers"`
 	ErrorCount int64    `json:"error_count"` // apply and sync failures since the subscription was made (PostgreSQL 15+)
 	Problems   []string `json:"problems,omitempty"`
 
 	sourceLSN, confirmedLSN uint64
+}
+
+// CopyProgress is the snapshot copy seen from another process.
+type CopyProgress struct {
+	Phase         string   `json:"phase"` // copy, index, done, failed
+	TablesCopied  int      `json:"tables_copied"`
+	Tables        int      `json:"tables"`
+	Bytes         int64    `json:"bytes"`
+	TotalBytes    int64    `json:"total_bytes"`
+	IndexesDone   int      `json:"indexes_done"`
+	IndexesTotal  int      `json:"indexes_total"`
+	IndexesActive []string `json:"indexes_running,omitempty"`
+	Stale         bool     `json:"stale"` // the copying process stopped updating it
 }
 
 // Done reports whether the migration reached the state in which a
@@ -98,6 +116,11 @@ func (s *Sampler) Sample(ctx context.Context) (*Report, error) {
 	}
 	if err := s.target(ctx, r); err != nil {
 		return nil, err
+	}
+	if !r.Exists {
+		if err := s.copyStatus(r); err != nil {
+			return nil, err
+		}
 	}
 	if s.Src != nil {
 		if err := s.source(ctx, r); err != nil {
@@ -252,12 +275,39 @@ func (s *Sampler) source(ctx context.Context, r *Report) error {
 	return nil
 }
 
+// copyStatus reads the snapshot copy's status file, when a copy runs or
+// ran without reaching the subscription.
+func (s *Sampler) copyStatus(r *Report) error {
+	st, err := copy.ReadStatus(s.M.ContextDir)
+	if err != nil || st == nil {
+		return err
+	}
+	cp := &CopyProgress{Phase: st.Phase, Tables: len(st.Tables), IndexesDone: st.Indexes.Done,
+		IndexesTotal: st.Indexes.Total, IndexesActive: st.Indexes.Running, Stale: time.Since(st.Updated) > 10*time.Second}
+	for _, t := range st.Tables {
+		cp.Bytes += min(t.Bytes, max(t.TotalBytes, t.Bytes))
+		cp.TotalBytes += max(t.TotalBytes, t.Bytes)
+		if t.State == "copied" {
+			cp.TablesCopied++
+		}
+		r.Tables = append(r.Tables, Table{Name: t.Name, State: t.State, Rows: t.Rows, Bytes: t.Bytes, TotalBytes: t.TotalBytes})
+	}
+	r.Copy = cp
+	r.CopiedBytes, r.TotalBytes = cp.Bytes, cp.TotalBytes
+	if cp.Stale && cp.Phase != "done" {
+		r.Problems = append(r.Problems, fmt.Sprintf("the snapshot copy (pid %d) stopped updating its progress at %s: if it was interrupted, rerun pgmove migrate (it restarts the copy from a new slot)", st.PID, st.Updated.Format(time.TimeOnly)))
+	}
+	return nil
+}
+
 // derive computes rates, the ETA and lag in seconds from the previous
 // sample and the history of the source's WAL position.
 func (s *Sampler) derive(r *Report) {
-	for _, t := range r.Tables {
-		r.CopiedBytes += min(t.Bytes, max(t.TotalBytes, t.Bytes))
-		r.TotalBytes += max(t.TotalBytes, t.Bytes)
+	if r.Copy == nil {
+		for _, t := range r.Tables {
+			r.CopiedBytes += min(t.Bytes, max(t.TotalBytes, t.Bytes))
+			r.TotalBytes += max(t.TotalBytes, t.Bytes)
+		}
 	}
 	if r.sourceLSN > 0 && r.Exists {
 		s.history = append(s.history, lsnAt{r.Time, r.sourceLSN})
@@ -297,6 +347,8 @@ func (s *Sampler) derive(r *Report) {
 		r.ApplyRate = smooth(p.ApplyRate, float64(r.confirmedLSN-p.confirmedLSN)/dt)
 	}
 	switch {
+	case r.Copy != nil && r.Copy.Phase == "copy" && r.CopyRate > 0:
+		r.ETA = float64(r.TotalBytes-r.CopiedBytes) / r.CopyRate
 	case r.Ready < r.Total && r.CopyRate > 0:
 		r.ETA = float64(r.TotalBytes-r.CopiedBytes) / r.CopyRate
 	case r.Ready == r.Total && r.LagBytes == 0:
@@ -316,6 +368,9 @@ func parseLSN(s string) (uint64, error) {
 
 // Summary is the one-line state of the migration.
 func (r *Report) Summary() string {
+	if !r.Exists && r.Copy != nil {
+		return r.copySummary()
+	}
 	if !r.Exists {
 		return fmt.Sprintf("subscription %q does not exist on the target: run pgmove create-sub (or migrate)", r.Subscription)
 	}
@@ -344,16 +399,50 @@ func (r *Report) Summary() string {
 	return s
 }
 
+func (r *Report) copySummary() string {
+	c := r.Copy
+	var parts []string
+	switch c.Phase {
+	case "copy":
+		parts = append(parts, fmt.Sprintf("snapshot copy: %d/%d tables copied", c.TablesCopied, c.Tables))
+		if c.TotalBytes > 0 {
+			parts = append(parts, fmt.Sprintf("%s of %s (%.0f%%)", bytes(c.Bytes), bytes(c.TotalBytes), 100*float64(c.Bytes)/float64(c.TotalBytes)))
+		}
+		if r.CopyRate > 0 {
+			parts = append(parts, bytes(int64(r.CopyRate))+"/s")
+		}
+		if r.ETA > 0 {
+			parts = append(parts, "ETA "+seconds(r.ETA))
+		}
+	case "index":
+		parts = append(parts, fmt.Sprintf("snapshot copy done (%d tables, %s); building indexes and constraints: %d/%d", c.Tables, bytes(c.Bytes), c.IndexesDone, c.IndexesTotal))
+		if len(c.IndexesActive) > 0 {
+			parts = append(parts, "now: "+strings.Join(c.IndexesActive, ", "))
+		}
+	case "done":
+		parts = append(parts, "snapshot copy and indexes done; the subscription is being created")
+	default:
+		parts = append(parts, "snapshot copy "+c.Phase+": rerun pgmove migrate to start it again from a new slot")
+	}
+	s := strings.Join(parts, ", ")
+	if len(r.Problems) > 0 {
+		s += "; PROBLEM: " + r.Problems[0]
+	}
+	return s
+}
+
 // WriteText prints the per-table report and the summary.
 func (r *Report) WriteText(w io.Writer) {
-	if r.Exists {
+	if r.Exists || r.Copy != nil {
 		tables := append([]Table{}, r.Tables...)
 		sort.SliceStable(tables, func(i, j int) bool { return order(tables[i].State) < order(tables[j].State) })
 		fmt.Fprintf(w, "%-40s %-12s %12s %10s %10s\n", "TABLE", "STATE", "ROWS", "COPIED", "SIZE")
 		for _, t := range tables {
 			fmt.Fprintf(w, "%-40s %-12s %12d %10s %10s\n", t.Name, t.State, t.Rows, bytes(t.Bytes), bytes(t.TotalBytes))
 		}
-		fmt.Fprintf(w, "\nsource WAL %s, confirmed by the target %s, slot retains %s\n", r.SourceLSN, orDash(r.ConfirmedLSN), bytes(r.RetainedWAL))
+		if r.Exists {
+			fmt.Fprintf(w, "\nsource WAL %s, confirmed by the target %s, slot retains %s\n", r.SourceLSN, orDash(r.ConfirmedLSN), bytes(r.RetainedWAL))
+		}
 		for _, p := range r.Problems {
 			fmt.Fprintf(w, "PROBLEM: %s\n", p)
 		}

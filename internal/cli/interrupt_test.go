@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgmove/pgmove/internal/copy"
+	"github.com/pgmove/pgmove/internal/pgtest"
+)
+
+// bigSource fills the source with a table big enough to interrupt its copy
+// midway, and a few small ones.
+func bigSource(t *testing.T, p *pair) {
+	t.Helper()
+	pgtest.Exec(t, p.src, "meta", `
+		CREATE TABLE big (id bigint PRIMARY KEY, payload text NOT NULL, n numeric);
+		INSERT INTO big SELECT g, repeat(md5(g::text), 6), g * 1.5 FROM generate_series(1, 600000) g;
+		CREATE INDEX big_n ON big (n);
+		CREATE TABLE small (id serial PRIMARY KEY, v text);
+		INSERT INTO small (v) SELECT 'v' || g FROM generate_series(1, 1000) g;
+		CREATE TABLE nokey (a int, b text);
+		ALTER TABLE nokey REPLICA IDENTITY FULL;
+		INSERT INTO nokey SELECT g, 'b' FROM generate_series(1, 500) g;
+		GRANT SELECT ON ALL TABLES IN SCHEMA public TO replicator`)
+}
+
+// waitCopying waits until the snapshot copy has sent some bytes.
+func waitCopying(t *testing.T, dir string, deadline time.Duration) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for time.Now().Before(end) {
+		st, _ := copy.ReadStatus(dir)
+		if st != nil && st.Phase == "copy" {
+			for _, tb := range st.Tables {
+				if tb.Bytes > 1<<20 && tb.State != "copied" {
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the copy did not start in time")
+}
+
+func (p *pair) contextDir() string { return filepath.Join(p.dir, "migration", "pg-meta.meta") }
+
+func (p *pair) sourceSlots() []string {
+	var out []string
+	for _, r := range pgtest.QueryRows(p.t, p.src, "meta", "SELECT slot_name::text FROM pg_replication_slots") {
+		out = append(out, r[0].(string))
+	}
+	return out
+}
+
+func (p *pair) finishAndCompare(t *testing.T) {
+	t.Helper()
+	p.must("progress", "--wait", "--timeout", "2m")
+	p.must("copy-seq")
+	r := p.must("compare", "--checksum")
+	if !strings.Contains(r.stdout, "equal: 3 table(s)") {
+		t.Fatalf("compare: %s", r)
+	}
+	assertSameRows(t, p.src, p.dst, "big", "small", "nokey")
+}
+
+// TestCopyKilled kills pgmove (SIGKILL) in the middle of the snapshot copy:
+// the rerun must notice, restart from a new slot, and end equal.
+func TestCopyKilled(t *testing.T) {
+	p := newPair(t, 15, 16)
+	bigSource(t, p)
+	bin := filepath.Join(t.TempDir(), "pgmove")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/pgmove/pgmove/cmd/pgmove").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-c", p.config, "migrate", "--jobs", "2")
+	cmd.Env = os.Environ()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCopying(t, p.contextDir(), time.Minute)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if slots := p.sourceSlots(); len(slots) != 1 {
+		t.Fatalf("the killed copy should leave its slot: %v", slots)
+	}
+	r := p.must("migrate")
+	if !strings.Contains(r.stdout, "interrupted and its snapshot is gone: restarting from a new slot") {
+		t.Errorf("the rerun did not say it restarts: %s", r)
+	}
+	p.finishAndCompare(t)
+}
+
+// TestCopyInterrupted stops pgmove (as Ctrl-C does) in the middle of the
+// snapshot copy: it must drop its slot, and the rerun start cleanly.
+func TestCopyInterrupted(t *testing.T) {
+	p := newPair(t, 14, 17)
+	bigSource(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result)
+	go func() { done <- pgmoveCtx(t, ctx, "-c", p.config, "migrate", "--jobs", "2") }()
+	var r result
+	end := time.Now().Add(time.Minute)
+wait:
+	for {
+		select {
+		case r = <-done:
+			t.Fatalf("migrate ended before it could be interrupted: %s", r)
+		default:
+		}
+		if st, _ := copy.ReadStatus(p.contextDir()); st != nil && st.Phase == "copy" {
+			for _, tb := range st.Tables {
+				if tb.Bytes > 1<<20 && tb.State != "copied" {
+					break wait
+				}
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatal("the copy did not start in time")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	r = <-done
+	if r.code != ExitInterrupted {
+		t.Fatalf("interrupted migrate: %s", r)
+	}
+	if slots := p.sourceSlots(); len(slots) != 0 {
+		t.Errorf("the interrupted copy left slots behind: %v", slots)
+	}
+	r = p.must("migrate")
+	if !strings.Contains(r.stdout, "restarting from a new slot") {
+		t.Errorf("the rerun did not say it restarts: %s", r)
+	}
+	p.finishAndCompare(t)
+}
