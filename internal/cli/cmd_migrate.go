@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgmove/pgmove/internal/carry"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/progress"
@@ -169,9 +170,18 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		if err != nil {
 			return "", nil, err
 		}
+		// Large objects are not replicated: copy them now, so that the
+		// switch only has to carry those that change meanwhile.
+		lo, err := carry.LargeObjects(ctx, s.runner(false), s.src, s.dst)
+		if err != nil {
+			return "", nil, err
+		}
+		if lo.Created+lo.Replaced+lo.Deleted > 0 {
+			fmt.Fprintf(out, "large objects: %d copied ahead of the switch (copy-seq carries later changes)\n", lo.Created+lo.Replaced)
+		}
 		msg := "caught up: " + r.Summary()
 		fmt.Fprintln(out, msg)
-		fmt.Fprintln(out, "next: stop writes on the source, wait for lag 0 (pgmove progress), then pgmove copy-seq and pgmove compare --checksum, and switch traffic to the target")
+		fmt.Fprintln(out, "next: stop writes on the source, pgmove progress --wait, pgmove copy-seq (sequences, large objects, unlogged tables, materialized views), pgmove compare --checksum, then switch traffic to the target")
 		return msg, nil, nil
 	})
 }

@@ -3,31 +3,47 @@ package cli
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgmove/pgmove/internal/carry"
+	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/sequence"
 )
 
 type copySeqOptions struct {
-	offset int64
-	dryRun bool
+	offset        int64
+	dryRun        bool
+	sequencesOnly bool
+	jobs          int
 }
 
 func newCopySeqCmd(g *globals) *cobra.Command {
 	o := &copySeqOptions{}
 	cmd := &cobra.Command{
 		Use:   "copy-seq",
-		Short: "Copy every sequence's value from the source to the target (at the switch)",
-		Long: `copy-seq reads last_value and is_called of every sequence on the source —
-all of them, owned by a column or not, identity columns included — and sets
-them on the target in one transaction. --offset N moves each N values
-further in its direction (clamped to its bounds), a margin for writes that
-may still land on the source.
+		Short: "At the switch: carry sequences, large objects, unlogged tables and materialized views to the target",
+		Long: `copy-seq is the switch moment's step: it carries to the target everything
+logical replication does not.
 
-Run it at the switch moment, after writes on the source stopped and the
-lag reached zero. Rerunning sets the same values again.`,
+  sequences          last_value and is_called of every sequence on the source —
+                     all of them, owned by a column or not, identity columns
+                     included — set on the target in one transaction; a target
+                     sequence already past the source's is left alone.
+                     --offset N moves each N values further in its direction
+                     (clamped to its bounds), a margin for writes that may
+                     still land on the source.
+  large objects      created, rewritten or deleted so the target's are the
+                     source's, by OID and content.
+  unlogged tables    their rows copied again (replication skips them).
+  materialized views refreshed on the target (those the source has populated).
+
+Run it after writes on the source stopped and the lag reached zero
+(pgmove progress --wait). Rerunning does only what still differs.
+--sequences-only restricts it to the seed's copy-seq.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "copy-seq")
@@ -40,6 +56,8 @@ lag reached zero. Rerunning sets the same values again.`,
 	}
 	cmd.Flags().Int64Var(&o.offset, "offset", 0, "move every sequence N values past the source's")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.sequencesOnly, "sequences-only", false, "carry only the sequences")
+	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", runtime.NumCPU(), "unlogged tables copied at once")
 	return cmd
 }
 
@@ -60,13 +78,44 @@ func runCopySeq(ctx context.Context, s *session, o *copySeqOptions) error {
 		if err != nil {
 			return "", nil, err
 		}
-		if o.dryRun {
-			return "", nil, nil
-		}
 		msg := fmt.Sprintf("sequences copied to the target: %d (offset %d)", res.Set, o.offset)
-		res.Fprint(s.g.stdout, "sequences copied to the target")
-		return msg, nil, nil
+		if !o.dryRun {
+			res.Fprint(s.g.stdout, "sequences copied to the target")
+		}
+		if o.sequencesOnly {
+			return msg, nil, nil
+		}
+		more, err := carryRest(ctx, s, o.dryRun, o.jobs)
+		return msg + "; " + more, nil, err
 	})
+}
+
+// carryRest carries large objects, unlogged tables and materialized views.
+func carryRest(ctx context.Context, s *session, dryRun bool, jobs int) (string, error) {
+	r := s.runner(dryRun)
+	out := func(msg string) string {
+		if !dryRun {
+			fmt.Fprintln(s.g.stdout, msg)
+		}
+		return msg
+	}
+	lo, err := carry.LargeObjects(ctx, r, s.src, s.dst)
+	if err != nil {
+		return "", err
+	}
+	msgs := []string{out(fmt.Sprintf("large objects: %d created, %d rewritten, %d deleted, %d unchanged (%s copied)",
+		lo.Created, lo.Replaced, lo.Deleted, lo.Unchanged, check.PrettyBytes(lo.Bytes)))}
+	ul, err := carry.UnloggedTables(ctx, r, s.src, s.dst, s.m, jobs)
+	if err != nil {
+		return "", err
+	}
+	msgs = append(msgs, out(fmt.Sprintf("unlogged tables: %d copied again (%d rows)", ul.Tables, ul.Rows)))
+	mv, err := carry.RefreshMaterializedViews(ctx, r, s.src, s.dst, s.m)
+	if err != nil {
+		return "", err
+	}
+	msgs = append(msgs, out(fmt.Sprintf("materialized views: %d refreshed on the target", mv.Refreshed)))
+	return strings.Join(msgs, "; "), nil
 }
 
 type nextSeqOptions struct {

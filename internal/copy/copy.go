@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 )
@@ -27,6 +28,9 @@ type Options struct {
 	// skip the TRUNCATE, whose cost dominates for them.
 	FreezeLarger int64
 	Status       *Status // progress, shared with pgmove progress through a file
+	// Replace empties each target table in the loading transaction: for
+	// tables copied again (unlogged tables at the switch).
+	Replace bool
 }
 
 // worker holds one source session inside the snapshot and one target
@@ -71,12 +75,40 @@ func openSource(ctx context.Context, m *config.Migration, snapshot string) (*pgc
 	if err != nil {
 		return nil, cluster.ExplainConnect(m.Src, cfg.User, err)
 	}
-	sql := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT " + quoteLiteral(snapshot)
+	sql := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+	if snapshot != "" {
+		sql += "; SET TRANSACTION SNAPSHOT " + quoteLiteral(snapshot)
+	}
 	if err := conn.Exec(ctx, sql).Close(); err != nil {
 		conn.Close(context.Background())
 		return nil, cluster.Wrap(config.Source, "import the copy's snapshot", err)
 	}
 	return conn, nil
+}
+
+// Replace copies the given source tables again into the target, each in
+// one transaction that empties the target table first. Without a shared
+// snapshot: for use once writes on the source have stopped.
+func Replace(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, ssnap, dsnap *catalog.Snapshot, tables []*catalog.Table, jobs int) (int64, error) {
+	plan, err := Plan(ctx, src, dst, ssnap, dsnap, tables, 0, 1)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range plan {
+		if !t.Direct {
+			return 0, fmt.Errorf("target: %s must exist there as a table of its own", t.Name)
+		}
+	}
+	st := &Status{byTable: map[*Table]*TableStatus{}}
+	st.Register(plan)
+	if err := Run(ctx, m, "", src.VersionNum, plan, Options{Jobs: jobs, Replace: true, Status: st}); err != nil {
+		return 0, err
+	}
+	var rows int64
+	for _, t := range st.Tables {
+		rows += t.rows.Load()
+	}
+	return rows, nil
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -201,11 +233,12 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 // in one target transaction.
 func (w *worker) copyChunk(ctx context.Context, j job, binary bool, o Options) (int64, error) {
 	t := j.t
-	freeze := t.Direct && len(t.Chunks) == 1 && t.Bytes >= o.FreezeLarger
+	whole := t.Direct && len(t.Chunks) == 1
+	freeze := whole && (t.Bytes >= o.FreezeLarger || o.Replace)
 	if _, err := w.dst.Exec(ctx, "BEGIN").ReadAll(); err != nil {
 		return 0, cluster.Wrap(config.Target, "begin loading "+t.Name, err)
 	}
-	if freeze {
+	if freeze || o.Replace {
 		// Emptying the table in this transaction is what lets FREEZE write
 		// the rows frozen; it also makes a retry start clean.
 		if _, err := w.dst.Exec(ctx, "TRUNCATE ONLY "+t.Target.Ident()).ReadAll(); err != nil {
