@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +15,7 @@ type copySchemaOptions struct {
 	withOwners bool
 	withGrants bool
 	dryRun     bool
+	roles      rolesFlags
 }
 
 func newCopySchemaCmd(g *globals) *cobra.Command {
@@ -44,6 +46,7 @@ target tables already hold rows, unless --force.`,
 	f.BoolVar(&o.withOwners, "with-owners", false, "restore object owners (the roles must exist on the target)")
 	f.BoolVar(&o.withGrants, "with-grants", false, "restore GRANTs and owners (the roles must exist on the target)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, change nothing")
+	o.roles.register(cmd)
 	return cmd
 }
 
@@ -55,6 +58,9 @@ func runCopySchema(ctx context.Context, s *session, o *copySchemaOptions) error 
 		if err := s.begin(ctx); err != nil {
 			return err
 		}
+	}
+	if err := o.roles.copy(ctx, s, o.dryRun); err != nil {
+		return err
 	}
 	return s.step("copy-schema", func() (string, map[string]string, error) {
 		res, err := schema.Copy(ctx, s.m, s.src, s.dst, schema.CopyOptions{
@@ -74,6 +80,38 @@ func runCopySchema(ctx context.Context, s *session, o *copySchemaOptions) error 
 			msg = fmt.Sprintf("schema restored: %d object(s) created with %s, %d already on the target left as they are", res.Restored, res.DumpTool, res.Skipped)
 		}
 		fmt.Fprintln(s.g.stdout, msg)
+		return msg, nil, nil
+	})
+}
+
+// rolesFlags are --with-roles and --with-role-passwords.
+type rolesFlags struct {
+	with      bool
+	passwords bool
+}
+
+func (f *rolesFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.with, "with-roles", false, "create the source's roles the target lacks (pg_dumpall --roles-only), before the schema")
+	cmd.Flags().BoolVar(&f.passwords, "with-role-passwords", false, "with --with-roles, copy their password hashes too (needs a superuser on the source)")
+}
+
+// copy creates the roles when asked, as a journaled step.
+func (f *rolesFlags) copy(ctx context.Context, s *session, dryRun bool) error {
+	if !f.with {
+		return nil
+	}
+	return s.step("copy-roles", func() (string, map[string]string, error) {
+		res, err := schema.CopyRoles(ctx, s.m, s.src, s.dst, f.passwords, dryRun, func(line string) { fmt.Fprintln(s.g.stdout, line+";") })
+		if err != nil {
+			return "", nil, err
+		}
+		msg := fmt.Sprintf("roles: %d created on the target, %d already there left as they are, %d membership(s)", len(res.Created), len(res.Existing), res.Membership)
+		if !dryRun {
+			fmt.Fprintln(s.g.stdout, msg)
+		}
+		for _, w := range res.Warnings {
+			slog.Warn("target: " + w)
+		}
 		return msg, nil, nil
 	})
 }

@@ -22,6 +22,7 @@ type migrateOptions struct {
 	timeout    time.Duration
 	withOwners bool
 	withGrants bool
+	roles      rolesFlags
 }
 
 func newMigrateCmd(g *globals) *cobra.Command {
@@ -60,6 +61,7 @@ A second pgmove on the same migration is refused.`,
 	f.BoolVar(&o.withOwners, "with-owners", false, "restore object owners (the roles must exist on the target)")
 	f.BoolVar(&o.withGrants, "with-grants", false, "restore GRANTs and owners (the roles must exist on the target)")
 	o.copy.register(cmd)
+	o.roles.register(cmd)
 	return cmd
 }
 
@@ -98,6 +100,9 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	if sub != nil {
 		fmt.Fprintf(out, "subscription %q exists: the migration is under way; resuming at the catch-up\n", s.m.SubName)
 	} else {
+		if err := o.roles.copy(ctx, s, false); err != nil {
+			return err
+		}
 		err := s.step("copy-schema", func() (string, map[string]string, error) {
 			co := schema.CopyOptions{WithOwners: o.withOwners || o.withGrants, WithACL: o.withGrants}
 			what := "schema"
