@@ -26,7 +26,7 @@ func TestRolesAndGrants(t *testing.T) {
 		GRANT USAGE ON SCHEMA app TO replicator;
 		GRANT SELECT ON ALL TABLES IN SCHEMA app TO replicator`)
 	r := p.must("migrate", "--with-roles", "--with-grants")
-	if !strings.Contains(r.stdout, "roles: 3 created on the target") {
+	if !strings.Contains(r.stdout, "roles: 4 created on the target") {
 		t.Errorf("roles: %s", r)
 	}
 	owner := pgtest.QueryValue[string](t, p.dst, "test", "SELECT tableowner::text FROM pg_tables WHERE schemaname = 'app' AND tablename = 'orders'")
