@@ -73,6 +73,33 @@ func (c *checker) specialObjects(ctx context.Context) error {
 		c.r.add(Warning, config.Source, "event_trigger", catalog.QuoteName(e),
 			"event trigger: copy-schema restores it on the target, where it fires on DDL (including a later copy-schema)", "")
 	}
+	// Replication applies changes with session_replication_role = replica:
+	// ordinary triggers stay quiet on the target, but ENABLE ALWAYS and
+	// ENABLE REPLICA ones fire for every replicated row, and would write a
+	// second time what the source's trigger already wrote and replicated.
+	rows, err = c.src.Query(ctx, `SELECT n.nspname, c.relname, t.tgname, t.tgenabled::text FROM pg_catalog.pg_trigger t
+		JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE NOT t.tgisinternal AND t.tgenabled IN ('A', 'R') ORDER BY 1, 2, 3`)
+	if err != nil {
+		return c.src.Wrap("list triggers", err)
+	}
+	type trig struct{ schema, table, name, mode string }
+	trigs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (trig, error) {
+		var t trig
+		return t, r.Scan(&t.schema, &t.table, &t.name, &t.mode)
+	})
+	if err != nil {
+		return c.src.Wrap("list triggers", err)
+	}
+	for _, t := range trigs {
+		q := catalog.QualifiedName{Schema: t.schema, Name: t.table}
+		if !config.Selected(c.m.Include, c.m.Exclude, t.schema, t.table) {
+			continue
+		}
+		mode := map[string]string{"A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}[t.mode]
+		c.r.add(Warning, config.Source, "trigger", q.String(), fmt.Sprintf("trigger %s is %s: on the target it fires for every replicated row, and may write twice what the source already wrote", catalog.QuoteName(t.name), mode),
+			fmt.Sprintf("ALTER TABLE %s ENABLE TRIGGER %s;  -- on the target, until the switch", q.Ident(), pgx.Identifier{t.name}.Sanitize()))
+	}
 	seqs, err := catalog.Sequences(ctx, c.src)
 	if err != nil {
 		return err
