@@ -31,6 +31,7 @@ type Entry struct {
 	Desc       string // TABLE, INDEX, FK CONSTRAINT, ...
 	Rest       string // "<namespace> <tag> <owner>" as pg_restore prints it (unquoted, so ambiguous)
 	Line       string
+	section    string
 }
 
 // DumpOptions tune the schema dump.
@@ -112,6 +113,24 @@ func ParseList(out []byte) []Entry {
 		}
 		entries = append(entries, e)
 	}
+	// An entry attached to an object (a comment, a grant, a security label)
+	// comes right after it in the list and restores in its section: a
+	// comment on a trigger must wait for the trigger.
+	section := "pre-data"
+	for i := range entries {
+		e := &entries[i]
+		switch {
+		case e.Desc == "TABLE ATTACH":
+			e.section = "pre-data"
+		case e.Desc == "INDEX ATTACH":
+			e.section = "post-data"
+		case e.CatalogOID == 0:
+			e.section = section
+		default:
+			e.section = sectionOf(e.Desc)
+			section = e.section
+		}
+	}
 	return entries
 }
 
@@ -126,8 +145,18 @@ func (e Entry) CreatesObject() bool {
 // splits it: pre-data (types, tables, functions...), data, post-data
 // (indexes, constraints other than NOT NULL/CHECK, triggers, rules, policies...).
 func (e Entry) Section() string {
-	switch e.Desc {
-	case "INDEX", "INDEX ATTACH", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER", "EVENT TRIGGER", "RULE", "POLICY",
+	if e.section != "" {
+		return e.section
+	}
+	return sectionOf(e.Desc)
+}
+
+// sectionOf is the section of an object of the given kind. CHECK
+// CONSTRAINT entries are the NOT VALID checks pg_dump dumps apart from
+// their table: they must come after the data they would reject.
+func sectionOf(desc string) string {
+	switch desc {
+	case "INDEX", "INDEX ATTACH", "CONSTRAINT", "CHECK CONSTRAINT", "FK CONSTRAINT", "TRIGGER", "EVENT TRIGGER", "RULE", "POLICY",
 		"DEFAULT ACL", "MATERIALIZED VIEW DATA", "PUBLICATION", "PUBLICATION TABLE", "SUBSCRIPTION", "STATISTICS", "STATISTICS DATA":
 		return "post-data"
 	case "TABLE DATA", "SEQUENCE SET", "BLOBS", "BLOB", "LARGE OBJECTS":

@@ -55,10 +55,10 @@ func shift(v, n int64, s *catalog.Sequence) (out int64, clamped bool) {
 	}
 	out = v + n
 	if n > 0 && out < v { // overflow
-		out = math.MaxInt64
+		out, clamped = math.MaxInt64, true
 	}
 	if n < 0 && out > v {
-		out = math.MinInt64
+		out, clamped = math.MinInt64, true
 	}
 	if out > s.Max {
 		return s.Max, true
@@ -66,7 +66,7 @@ func shift(v, n int64, s *catalog.Sequence) (out int64, clamped bool) {
 	if out < s.Min {
 		return s.Min, true
 	}
-	return out, false
+	return out, clamped
 }
 
 // Result reports what a sequence step did.
