@@ -10,9 +10,11 @@ package carry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgmove/pgmove/internal/catalog"
@@ -91,6 +93,11 @@ func LargeObjects(ctx context.Context, r cluster.Runner, src, dst *cluster.Conn)
 			continue
 		}
 		n, err := copyLO(ctx, src, dst, oid, ok)
+		if errors.Is(err, errGone) {
+			// Deleted on the source since it was listed (writes go on):
+			// the next pass deletes it on the target too.
+			continue
+		}
 		if err != nil {
 			return res, err
 		}
@@ -127,6 +134,9 @@ func copyLO(ctx context.Context, src, dst *cluster.Conn, oid uint32, exists bool
 		for off := int64(0); ; off += loChunk {
 			var data []byte
 			if err := src.QueryRow(ctx, "SELECT pg_catalog.lo_get($1, $2, $3)", oid, off, loChunk).Scan(&data); err != nil {
+				if cluster.SQLState(err) == pgerrcode.UndefinedObject {
+					return errGone
+				}
 				return src.Wrap(fmt.Sprintf("read large object %d", oid), err)
 			}
 			if len(data) > 0 {
@@ -140,11 +150,19 @@ func copyLO(ctx context.Context, src, dst *cluster.Conn, oid uint32, exists bool
 			}
 		}
 	})
-	if err != nil {
+	var ce *cluster.Error
+	switch {
+	case errors.Is(err, errGone):
+		return 0, errGone
+	case errors.As(err, &ce):
+		return 0, err // already names its side
+	case err != nil:
 		return 0, dst.Wrap(fmt.Sprintf("copy large object %d", oid), err)
 	}
 	return total, nil
 }
+
+var errGone = errors.New("large object gone from the source")
 
 // MatviewResult counts refreshed materialized views.
 type MatviewResult struct {

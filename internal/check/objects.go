@@ -285,3 +285,60 @@ func (c *checker) targetTables(ctx context.Context) error {
 	}
 	return nil
 }
+
+// drift compares the schemas once the target has the migrated tables: DDL
+// run on the source since is not replicated, and a table or column the
+// target lacks (or has in another form) stops the apply.
+func (c *checker) drift(ctx context.Context) error {
+	if c.src == nil || c.dst == nil || c.snap == nil {
+		return nil
+	}
+	dsnap, err := catalog.Tables(ctx, c.dst)
+	if err != nil {
+		return err
+	}
+	present := false
+	for _, t := range c.r.Published {
+		present = present || dsnap.Find(t.Schema, t.Name) != nil
+	}
+	if !present {
+		return nil
+	}
+	ds, err := schema.Diff(ctx, c.src, c.dst)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if d.Warning {
+			continue
+		}
+		sev, msg := Warning, "schema drift: "+describeDiff(d)+"; fix it on the target before the switch"
+		if d.Kind == "table" || d.Kind == "column" {
+			sev, msg = Error, "schema drift: "+describeDiff(d)+"; replication stops on it until the target matches"
+		}
+		fix := d.Fix
+		if fix == "" {
+			fix = "-- no safe statement: make the target match the source by hand (pgmove compare --schema shows both)"
+		}
+		c.r.add(sev, config.Target, "schema_drift", d.Object, msg, fix)
+	}
+	return nil
+}
+
+func describeDiff(d schema.Difference) string {
+	switch {
+	case d.Target == "":
+		return d.Kind + " exists on the source only"
+	case d.Source == "":
+		return d.Kind + " exists on the target only"
+	}
+	return d.Kind + " differs (source: " + oneLine(d.Source) + "; target: " + oneLine(d.Target) + ")"
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}

@@ -2,17 +2,20 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/compare"
+	"github.com/pgmove/pgmove/internal/schema"
 )
 
 type compareOptions struct {
 	json     bool
 	checksum bool
+	schema   bool
 	jobs     int
 }
 
@@ -28,6 +31,12 @@ sequence: the target passes when its next value is at or past the source's.
 Run it after writes on the source stopped and the lag reached zero; while
 writes run, differences are expected.
 
+With --schema it compares the schemas instead: tables, columns and types,
+constraints, indexes, sequences, views, functions, triggers, policies,
+types and extensions, each difference with the statement that brings the
+target in line. DDL run on the source during a migration is not
+replicated, and a column the target lacks stops the apply: this finds it.
+
 Exit status 0 when equal, 3 when not, listing what differs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -41,6 +50,7 @@ Exit status 0 when equal, 3 when not, listing what differs.`,
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON")
 	cmd.Flags().BoolVar(&o.checksum, "checksum", false, "hash the full content of every table")
+	cmd.Flags().BoolVar(&o.schema, "schema", false, "compare the schemas instead of the data")
 	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 2, "tables compared at once")
 	return cmd
 }
@@ -52,6 +62,9 @@ func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 	s.dst, dstErr = compare.Connect(ctx, s.m.Dst)
 	if err = errors.Join(srcErr, dstErr); err != nil {
 		return err
+	}
+	if o.schema {
+		return runCompareSchema(ctx, s, o)
 	}
 	r, err := compare.Run(ctx, s.m, s.src, s.dst, compare.Options{Checksum: o.checksum, Jobs: o.jobs})
 	if err != nil {
@@ -66,6 +79,38 @@ func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 	}
 	if !r.Equal {
 		return withCode(ExitProblems, fmt.Errorf("source and target differ; see the FAIL lines"))
+	}
+	return nil
+}
+
+func runCompareSchema(ctx context.Context, s *session, o *compareOptions) error {
+	ds, err := schema.Diff(ctx, s.src, s.dst)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		type diff struct {
+			Kind    string `json:"kind"`
+			Object  string `json:"object"`
+			Source  string `json:"source,omitempty"`
+			Target  string `json:"target,omitempty"`
+			Fix     string `json:"fix,omitempty"`
+			Warning bool   `json:"warning,omitempty"`
+		}
+		out := []diff{}
+		for _, d := range ds {
+			out = append(out, diff{d.Kind, d.Object, d.Source, d.Target, d.Fix, d.Warning})
+		}
+		enc := json.NewEncoder(s.g.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		schema.WriteDiff(s.g.stdout, ds)
+	}
+	if n := len(schema.Blocking(ds)); n > 0 {
+		return withCode(ExitProblems, fmt.Errorf("target: its schema differs from the source's in %d place(s); the fixes are listed above", n))
 	}
 	return nil
 }

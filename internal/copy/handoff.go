@@ -50,9 +50,9 @@ type HandoffResult struct {
 
 // Handoff is the default initial copy: the slot with its exported snapshot,
 // the parallel COPY of every published table under that snapshot, the
-// indexes and constraints, then the subscription on that slot, started at
-// its consistent point, and the rest of the schema (foreign keys, triggers,
-// policies...) while it streams. The target must hold the schema's pre-data
+// indexes and constraints, the rest of the schema (foreign keys, triggers,
+// policies...), then the subscription on that slot, started at its
+// consistent point. The target must hold the schema's pre-data
 // part (tables without indexes) and no rows, or be the leftover of an
 // interrupted handoff, which this detects from the slot and the journal.
 func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, published []*catalog.Table, spec replication.SubscriptionSpec, o HandoffOptions) (*HandoffResult, error) {
@@ -139,13 +139,18 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 		return nil, err
 	}
 	say("index: %d index(es) and constraint(s) built in %s", n, res.IndexTime.Round(100*time.Millisecond))
+	// The rest of the schema goes in before the subscription starts: DDL
+	// such as ADD FOREIGN KEY or ATTACH PARTITION racing the apply worker's
+	// row locks deadlocks.
+	if err := RestoreRest(ctx, m, src, dst, o); err != nil {
+		return nil, err
+	}
 	o.Copy.Status.SetPhase("done")
-
 	if _, err := replication.AttachSubscription(ctx, o.Runner, src, dst, spec, res.ConsistentPoint); err != nil {
 		return nil, err
 	}
 	say("subscription: %q streams changes from the copy's consistent point %s", spec.Name, res.ConsistentPoint)
-	return res, RestoreRest(ctx, m, src, dst, o)
+	return res, nil
 }
 
 // copyData creates the slot and copies every table under its snapshot.

@@ -16,6 +16,7 @@ import (
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/copy"
+	"github.com/pgmove/pgmove/internal/schema"
 )
 
 // Table is one table's initial-copy state.
@@ -89,6 +90,8 @@ type Sampler struct {
 	Src, Dst *cluster.Conn
 	prev     *Report
 	history  []lsnAt // source WAL positions over time, to time the lag
+	driftAt  time.Time
+	drift    []string
 	srcSizes map[[2]string]int64
 	srcRows  map[[2]string]int64 // planner estimates, for tables already copied
 	sizesAt  time.Time
@@ -119,6 +122,11 @@ func (s *Sampler) Sample(ctx context.Context) (*Report, error) {
 	}
 	if !r.Exists {
 		if err := s.copyStatus(r); err != nil {
+			return nil, err
+		}
+	}
+	if r.Exists && s.Src != nil {
+		if err := s.schemaDrift(ctx, r); err != nil {
 			return nil, err
 		}
 	}
@@ -272,6 +280,41 @@ func (s *Sampler) source(ctx context.Context, r *Report) error {
 	case replayLag != nil:
 		r.LagSeconds = *replayLag
 	}
+	return nil
+}
+
+// schemaDrift names the most common cause of a stalled apply: DDL run on
+// the source (a table or column the target lacks or has otherwise), which
+// replication does not carry. Comparing schemas costs a few queries, so it
+// runs at most every 15 s.
+func (s *Sampler) schemaDrift(ctx context.Context, r *Report) error {
+	if time.Since(s.driftAt) > 15*time.Second {
+		ds, err := schema.Diff(ctx, s.Src, s.Dst)
+		if err != nil {
+			return err
+		}
+		s.drift, s.driftAt = nil, time.Now()
+		for _, d := range ds {
+			if d.Warning || (d.Kind != "table" && d.Kind != "column") {
+				continue
+			}
+			p := fmt.Sprintf("schema drift on %s %s: ", d.Kind, d.Object)
+			switch {
+			case d.Target == "":
+				p += "the source has it, the target does not"
+			case d.Source == "":
+				p += "the target has it, the source does not"
+			default:
+				p += "it differs between source and target"
+			}
+			p += "; replication stops on it"
+			if d.Fix != "" {
+				p += "; fix on the target: " + strings.Join(strings.Fields(d.Fix), " ")
+			}
+			s.drift = append(s.drift, p)
+		}
+	}
+	r.Problems = append(r.Problems, s.drift...)
 	return nil
 }
 
