@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgmove/pgmove/internal/pgserver"
+)
+
+// serverSettings are the same on every server, whatever the tool. The
+// sync workers are PostgreSQL's default on purpose: the native path is
+// measured as users get it.
+var serverSettings = map[string]string{
+	"shared_buffers":                    "512MB",
+	"max_wal_size":                      "16GB",
+	"checkpoint_timeout":                "30min",
+	"maintenance_work_mem":              "512MB",
+	"max_replication_slots":             "50",
+	"max_wal_senders":                   "50",
+	"max_logical_replication_workers":   "8",
+	"max_sync_workers_per_subscription": "2",
+}
+
+// fallbackMajor is the newest major pgcopydb 0.10 (Debian's) supports: when
+// it fails against the chosen target, the dataset is run again on a target
+// of this major for pgcopydb and pgmove, so their ratio compares like with like.
+const fallbackMajor = 15
+
+// bench is one run of the benchmark: its servers, files and results.
+type bench struct {
+	o              *options
+	stdout, stderr io.Writer
+
+	password string
+	work     string // scratch: pgpass, pgcopydb dirs, pgmove's context dirs
+	passfile string
+	stamp    string // names the results: <results>/<stamp>.json and <results>/<stamp>/
+	logDir   string
+
+	src *pgserver.Server
+	dst map[int]*pgserver.Server // by major; the fallback one is started when needed
+
+	pgmoveVersion string
+	gitCommit     string
+	pgbench       string
+	pgcopydb      string // "" when not installed
+
+	results results
+}
+
+func newBench(ctx context.Context, o *options, stdout, stderr io.Writer) (*bench, error) {
+	b := &bench{o: o, stdout: stdout, stderr: stderr, password: rand.Text(), dst: map[int]*pgserver.Server{}}
+	b.stamp = time.Now().Format("20060102-150405")
+
+	pgmove, err := filepath.Abs(o.pgmove)
+	if err != nil {
+		return nil, fmt.Errorf("pgmove binary: %w", err)
+	}
+	o.pgmove = pgmove
+	out, err := exec.CommandContext(ctx, o.pgmove, "version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s version: %w (build it with make build)", o.pgmove, err)
+	}
+	b.pgmoveVersion = strings.TrimSpace(string(out))
+	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
+		b.gitCommit = strings.TrimSpace(string(out))
+	}
+	if o.has(toolNative) || o.has(toolPgmove) || o.only != dataTables {
+		if b.pgbench, err = findPgbench(); err != nil && o.only != dataTables {
+			return nil, err
+		}
+	}
+	if o.has(toolPgcopydb) {
+		if p, err := exec.LookPath(o.pgcopydb); err == nil {
+			b.pgcopydb = p
+		} else {
+			b.progress("pgcopydb is not installed (Debian package pgcopydb; make bench installs it): its rows are skipped")
+		}
+	}
+
+	if b.work, err = os.MkdirTemp("", "pgmove-bench-"); err != nil {
+		return nil, fmt.Errorf("work dir: %w", err)
+	}
+	// Servers run as the postgres OS user; the work dir holds pgcopydb's
+	// files only, so 0700 for us is right.
+	b.passfile = filepath.Join(b.work, "pgpass")
+	line := strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(b.password)
+	if err := os.WriteFile(b.passfile, []byte("127.0.0.1:*:*:*:"+line+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("pgpass file: %w", err)
+	}
+	b.logDir = filepath.Join(o.results, b.stamp)
+	if err := os.MkdirAll(b.logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("results dir: %w", err)
+	}
+	return b, nil
+}
+
+// findPgbench prefers the newest /usr/lib/postgresql/<major>/bin/pgbench
+// over PATH, where Debian's pgbench is a wrapper that picks a version itself.
+func findPgbench() (string, error) {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pgbench")
+	best, bestMajor := "", -1
+	for _, m := range matches {
+		var major int
+		if _, err := fmt.Sscanf(filepath.Base(filepath.Dir(filepath.Dir(m))), "%d", &major); err == nil && major > bestMajor {
+			best, bestMajor = m, major
+		}
+	}
+	if best != "" {
+		return best, nil
+	}
+	if p, err := exec.LookPath("pgbench"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("pgbench not found on PATH or in /usr/lib/postgresql/*/bin; run scripts/install-deps (it installs postgresql-client-15)")
+}
+
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(b.stderr, "bench: "+format+"\n", args...)
+}
+
+// run starts the servers, builds each dataset and times each tool on it.
+func (b *bench) run(ctx context.Context) error {
+	if reaped, err := pgserver.Reap(""); err == nil && len(reaped) > 0 {
+		b.progress("removed %d server(s) left by killed earlier runs", len(reaped))
+	}
+	var err error
+	if b.src, err = b.startServer(ctx, b.o.srcMajor, "bench-src"); err != nil {
+		return err
+	}
+	if _, err = b.target(ctx, b.o.dstMajor); err != nil {
+		return err
+	}
+	b.results = results{
+		Time:          time.Now().UTC().Format(time.RFC3339),
+		Cores:         runtime.NumCPU(),
+		PgmoveVersion: b.pgmoveVersion,
+		GitCommit:     b.gitCommit,
+		Jobs:          b.o.jobs,
+		Source:        shortVersion(b.src),
+		Target:        shortVersion(b.dst[b.o.dstMajor]),
+		FullSize:      b.o.fullSize(),
+	}
+	b.results.Settings = map[string]string{}
+	for k, v := range serverSettings {
+		b.results.Settings[k] = v
+	}
+	for _, k := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+		b.results.Settings[k] = "off"
+	}
+	writeHeader(b.stdout, b.results, b.o)
+
+	for _, name := range b.o.datasets() {
+		ds, err := b.build(ctx, name)
+		if err != nil {
+			return err
+		}
+		b.runDataset(ctx, ds)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ds.Targets = evaluate(b.o, ds)
+		b.results.Datasets = append(b.results.Datasets, ds.datasetResult)
+		writeDataset(b.stdout, b.results, &ds.datasetResult)
+	}
+	writeSummary(b.stdout, b.results)
+	path := filepath.Join(b.o.results, b.stamp+".json")
+	if err := writeJSON(path, b.results); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.stdout, "\nresults: %s (tool logs in %s/)\n", path, b.logDir)
+	return nil
+}
+
+// runDataset times each tool on the chosen target, then, when pgcopydb
+// failed there, pgcopydb and pgmove again on a PostgreSQL 15 target.
+func (b *bench) runDataset(ctx context.Context, ds *dataset) {
+	var pgcopydbFailed bool
+	for _, tool := range b.o.tools {
+		if tool == toolPgcopydb && b.pgcopydb == "" {
+			ds.Runs = append(ds.Runs, runResult{Tool: tool, Error: "skipped: pgcopydb is not installed"})
+			continue
+		}
+		r := b.timeTool(ctx, ds, tool, b.o.dstMajor)
+		ds.Runs = append(ds.Runs, r)
+		if tool == toolPgcopydb && r.Error != "" {
+			pgcopydbFailed = true
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+	if !pgcopydbFailed || b.o.dstMajor == fallbackMajor {
+		return
+	}
+	b.progress("%s: pgcopydb failed against PostgreSQL %d; timing pgcopydb and pgmove again on a PostgreSQL %d target", ds.Name, b.o.dstMajor, fallbackMajor)
+	if _, err := b.target(ctx, fallbackMajor); err != nil {
+		ds.Runs = append(ds.Runs, runResult{Tool: toolPgcopydb, TargetMajor: fallbackMajor, Error: "failed: " + oneLine(err.Error())})
+		return
+	}
+	for _, tool := range []string{toolPgcopydb, toolPgmove} {
+		if !b.o.has(tool) {
+			continue
+		}
+		ds.Runs = append(ds.Runs, b.timeTool(ctx, ds, tool, fallbackMajor))
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// target returns the target server of that major, starting it the first time.
+func (b *bench) target(ctx context.Context, major int) (*pgserver.Server, error) {
+	if s := b.dst[major]; s != nil {
+		return s, nil
+	}
+	s, err := b.startServer(ctx, major, fmt.Sprintf("bench-dst%d", major))
+	if err != nil {
+		return nil, err
+	}
+	b.dst[major] = s
+	return s, nil
+}
+
+func (b *bench) startServer(ctx context.Context, major int, name string) (*pgserver.Server, error) {
+	b.progress("starting PostgreSQL %d (%s)", major, name)
+	s, err := pgserver.Start(ctx, pgserver.Options{Major: major, Name: name, Password: b.password, Settings: serverSettings, Keep: b.o.keep})
+	if err != nil {
+		return nil, err
+	}
+	b.progress("PostgreSQL %s (%s) on 127.0.0.1:%d", shortVersion(s), name, s.Port)
+	return s, nil
+}
+
+// close stops the servers (unless -keep) and removes the scratch files.
+func (b *bench) close() error {
+	servers := []*pgserver.Server{}
+	if b.src != nil {
+		servers = append(servers, b.src)
+	}
+	for _, major := range []int{b.o.dstMajor, fallbackMajor} {
+		if s := b.dst[major]; s != nil && !containsServer(servers, s) {
+			servers = append(servers, s)
+		}
+	}
+	if b.o.keep {
+		fmt.Fprintln(b.stdout, "\nservers left running (-keep); export PGPASSFILE="+b.passfile)
+		for _, s := range servers {
+			fmt.Fprintf(b.stdout, "  PostgreSQL %s  %s\n    stop: %s stop -D %s (as the postgres OS user when root), then rm -r %s\n",
+				shortVersion(s), pgURL(s, "postgres"), filepath.Join(s.BinDir, "pg_ctl"), s.DataDir, filepath.Dir(s.DataDir))
+		}
+		return nil
+	}
+	var errs []error
+	for _, s := range servers {
+		if err := s.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b.work != "" {
+		if err := os.RemoveAll(b.work); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func containsServer(list []*pgserver.Server, s *pgserver.Server) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// shortVersion is a server's version without a packager's suffix: "15.18",
+// not "15.18 (Debian 15.18-0+deb12u1)".
+func shortVersion(s *pgserver.Server) string {
+	if f := strings.Fields(s.Version); len(f) > 0 {
+		return f[0]
+	}
+	return s.Version
+}
+
+// pgURL is the password-free URL the tools get; PGPASSFILE gives the password.
+func pgURL(s *pgserver.Server, db string) string {
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", s.Superuser, s.Host, s.Port, db)
+}
+
+// connect opens a superuser connection to db.
+func connect(ctx context.Context, s *pgserver.Server, db string) (*pgx.Conn, error) {
+	cfg, err := s.ConnConfig(db)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["application_name"] = "pgmove/bench"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgresql %d, database %s: %w", s.Major, db, err)
+	}
+	return conn, nil
+}
+
+// execIn runs statements in db, one after the other.
+func execIn(ctx context.Context, s *pgserver.Server, db string, stmts ...string) error {
+	conn, err := connect(ctx, s, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("postgresql %d, database %s: %s: %w", s.Major, db, firstWords(q), err)
+		}
+	}
+	return nil
+}
+
+// firstWords shortens a statement for an error message.
+func firstWords(q string) string {
+	q = strings.Join(strings.Fields(q), " ")
+	if len(q) > 60 {
+		q = q[:60] + "..."
+	}
+	return q
+}
+
+// childEnv is our environment with PGPASSFILE set, HOME as given, and no
+// other PG* variable that could point a tool elsewhere.
+func (b *bench) childEnv(home string) []string {
+	env := []string{"PGPASSFILE=" + b.passfile, "HOME=" + home}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PG") || strings.HasPrefix(kv, "HOME=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+)
+
+// results is everything one bench run measured; it is written as JSON to
+// bench/results/<time>.json.
+type results struct {
+	Time          string            `json:"time"`
+	Cores         int               `json:"cores"`
+	PgmoveVersion string            `json:"pgmove_version"`
+	GitCommit     string            `json:"git_commit,omitempty"`
+	Jobs          int               `json:"jobs"`
+	Source        string            `json:"source_version"`
+	Target        string            `json:"target_version"`
+	Settings      map[string]string `json:"server_settings"`
+	// FullSize is false when the datasets are smaller than the ones the
+	// targets were set for (a smoke run).
+	FullSize bool            `json:"full_size"`
+	Datasets []datasetResult `json:"datasets"`
+}
+
+// targetResult is one of the issue's targets, judged on one dataset.
+type targetResult struct {
+	Target string `json:"target"`
+	Status string `json:"status"` // PASS, FAIL, or n/a when a run it needs failed or was not made
+	Got    string `json:"got"`
+}
+
+// The issue's targets.
+const (
+	wantVsNativePgbench   = 1.8
+	wantVsPgcopydbPgbench = 1.35
+	wantVsNativeTables    = 4.0
+	wantPeakRSSMB         = 100.0
+)
+
+// evaluate judges the issue's targets on a dataset's runs.
+func evaluate(o *options, ds *dataset) []targetResult {
+	var ts []targetResult
+	switch ds.Name {
+	case dataPgbench:
+		if o.has(toolNative) && o.has(toolPgmove) {
+			ts = append(ts, ratioTarget(ds, toolNative, o.dstMajor, wantVsNativePgbench))
+		}
+		if o.has(toolPgcopydb) && o.has(toolPgmove) {
+			// The same target major for both: the chosen one if pgcopydb
+			// worked there, else the fallback.
+			major := o.dstMajor
+			if r := find(ds, toolPgcopydb, major); r == nil || r.Error != "" {
+				if r15 := find(ds, toolPgcopydb, fallbackMajor); r15 != nil {
+					major = fallbackMajor
+				}
+			}
+			ts = append(ts, ratioTarget(ds, toolPgcopydb, major, wantVsPgcopydbPgbench))
+		}
+	case dataTables:
+		if o.has(toolNative) && o.has(toolPgmove) {
+			ts = append(ts, ratioTarget(ds, toolNative, o.dstMajor, wantVsNativeTables))
+		}
+	}
+	if o.has(toolPgmove) {
+		t := targetResult{Target: fmt.Sprintf("pgmove peak RSS < %.0f MB", wantPeakRSSMB), Status: "n/a", Got: "no pgmove run finished"}
+		var peak float64
+		var n int
+		for _, r := range ds.Runs {
+			if r.Tool == toolPgmove && r.Error == "" {
+				peak = max(peak, r.PeakRSSMB)
+				n++
+			}
+		}
+		if n > 0 {
+			t.Got = fmt.Sprintf("%.0f MB", peak)
+			t.Status = passFail(peak < wantPeakRSSMB)
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// ratioTarget judges "pgmove at least want× faster than tool" on a target major.
+func ratioTarget(ds *dataset, tool string, major int, want float64) targetResult {
+	t := targetResult{Target: fmt.Sprintf("pgmove ≥ %g× faster than %s (PostgreSQL %d target)", want, tool, major), Status: "n/a"}
+	other, pgm := find(ds, tool, major), find(ds, toolPgmove, major)
+	switch {
+	case pgm == nil || other == nil:
+		t.Got = "not both run on this target"
+	case pgm.Error != "":
+		t.Got = "pgmove " + pgm.Error
+	case other.Error != "":
+		t.Got = tool + " " + other.Error
+	case !pgm.Equal || !other.Equal:
+		t.Status = "FAIL"
+		t.Got = "a target is not equal to the source"
+	default:
+		ratio := other.Seconds / pgm.Seconds
+		t.Got = fmt.Sprintf("%.2f× (%.1f s vs %.1f s)", ratio, other.Seconds, pgm.Seconds)
+		t.Status = passFail(ratio >= want)
+	}
+	return t
+}
+
+func find(ds *dataset, tool string, major int) *runResult {
+	for i := range ds.Runs {
+		if r := &ds.Runs[i]; r.Tool == tool && r.TargetMajor == major {
+			return r
+		}
+	}
+	return nil
+}
+
+func findResult(ds *datasetResult, tool string, major int) *runResult {
+	return find(&dataset{datasetResult: *ds}, tool, major)
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// writeHeader says what is measured, where and with which settings.
+func writeHeader(w io.Writer, res results, o *options) {
+	fmt.Fprintf(w, "pgmove bench: %s", res.PgmoveVersion)
+	if res.GitCommit != "" {
+		fmt.Fprintf(w, " (%s)", res.GitCommit)
+	}
+	fmt.Fprintf(w, ", %d cores, --jobs %d; source PostgreSQL %s -> target PostgreSQL %s, loopback\n", res.Cores, res.Jobs, res.Source, res.Target)
+	fmt.Fprintln(w, "servers (both sides, every tool): shared_buffers=512MB max_wal_size=16GB checkpoint_timeout=30min maintenance_work_mem=512MB")
+	fmt.Fprintln(w, "  max_replication_slots=50 max_wal_senders=50 max_logical_replication_workers=8")
+	fmt.Fprintln(w, "  max_sync_workers_per_subscription=2: PostgreSQL's default, so the native path is measured as users get it")
+	fmt.Fprintln(w, "  fsync=off synchronous_commit=off full_page_writes=off: pgmove's test-server defaults (no disk flushes on any side)")
+	fmt.Fprintln(w, "tools: native = pgmove migrate --copy native (full schema, then PostgreSQL's table sync); pgmove = pgmove migrate;")
+	fmt.Fprintln(w, "  pgcopydb = pgcopydb clone. Each gets a fresh empty target database; seconds are the whole command, wall clock.")
+	fmt.Fprintln(w, "  MB/s = the source's table data (sum of pg_table_size, MB of 2^20 bytes) / seconds. Peak RSS = ru_maxrss of the tool's process")
+	fmt.Fprintln(w, "  (the largest of it and the children it waited for, such as pg_dump and pg_restore).")
+	if !o.fullSize() {
+		fmt.Fprintf(w, "NOTE: smaller datasets than the targets were set for (pgbench scale %d, %d tables of %d rows): the PASS/FAIL lines are indicative only.\n",
+			specScale, specTables, specRows)
+	}
+}
+
+// writeDataset prints a dataset's table and its targets.
+func writeDataset(w io.Writer, res results, ds *datasetResult) {
+	fmt.Fprintf(w, "\n== %s: %d tables, %d rows, %d indexes, %.1f MB of table data (built in %.1f s)\n",
+		ds.Description, ds.Tables, ds.Rows, ds.Indexes, ds.MB, ds.BuildSeconds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "tool\ttarget\tseconds\tMB/s\tvs pgmove (same target)\tpeak RSS\ttarget = source")
+	for i := range ds.Runs {
+		r := &ds.Runs[i]
+		target := "-"
+		if r.Target != "" {
+			target = "PG " + r.Target
+		}
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t%s\n", r.Tool, target, r.Error)
+			continue
+		}
+		vs := "-"
+		if pgm := findResult(ds, toolPgmove, r.TargetMajor); r.Tool != toolPgmove && pgm != nil && pgm.Error == "" {
+			ratio := r.Seconds / pgm.Seconds
+			if ratio >= 1 {
+				vs = fmt.Sprintf("%s %.2f× slower", r.Tool, ratio)
+			} else {
+				vs = fmt.Sprintf("%s %.2f× faster", r.Tool, 1/ratio)
+			}
+		}
+		check := r.Check
+		if r.Leftovers != "" {
+			check += "; " + r.Leftovers
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%.0f MB\t%s\n", r.Tool, target, r.Seconds, r.MBps, vs, r.PeakRSSMB, check)
+	}
+	tw.Flush()
+	writeTargets(w, ds)
+}
+
+func writeTargets(w io.Writer, ds *datasetResult) {
+	if len(ds.Targets) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "targets:")
+	for _, t := range ds.Targets {
+		fmt.Fprintf(w, "  %-4s  %s: %s\n", t.Status, t.Target, t.Got)
+	}
+}
+
+// writeSummary repeats every target in one place.
+func writeSummary(w io.Writer, res results) {
+	var lines []string
+	pass, total := 0, 0
+	for i := range res.Datasets {
+		ds := &res.Datasets[i]
+		for _, t := range ds.Targets {
+			lines = append(lines, fmt.Sprintf("  %-4s  %s, %s: %s", t.Status, ds.Name, t.Target, t.Got))
+			total++
+			if t.Status == "PASS" {
+				pass++
+			}
+		}
+	}
+	if total == 0 {
+		return
+	}
+	note := ""
+	if !res.FullSize {
+		note = " (smaller datasets than the targets were set for: indicative only)"
+	}
+	if res.Cores != 2 {
+		note += fmt.Sprintf(" (the targets are for a 2-core machine; this one has %d)", res.Cores)
+	}
+	fmt.Fprintf(w, "\n== targets: %d of %d pass%s\n%s\n", pass, total, note, strings.Join(lines, "\n"))
+}
+
+func writeJSON(path string, res results) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
+}
