@@ -78,7 +78,7 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 	}
 	if o.copy.method == "snapshot" && !o.dryRun && !s.subscribed(ctx) {
 		return s.step("create-sub", func() (string, map[string]string, error) {
-			res, err := handoff(ctx, s, &o.copy, copyOpts, o.withOwners || o.withGrants, o.withGrants)
+			res, err := handoff(ctx, s, &o.copy, copyOpts, o.withOwners || o.withGrants, o.withGrants, nil)
 			if err != nil {
 				return "", nil, err
 			}
@@ -125,7 +125,7 @@ func (s *session) subscribed(ctx context.Context) bool {
 }
 
 // handoff runs the snapshot copy and hands it to the subscription.
-func handoff(ctx context.Context, s *session, f *copyFlags, o copy.Options, withOwners, withACL bool) (*copy.HandoffResult, error) {
+func handoff(ctx context.Context, s *session, f *copyFlags, o copy.Options, withOwners, withACL bool, archive *schema.Archive) (*copy.HandoffResult, error) {
 	pubs, err := catalog.Publications(ctx, s.src)
 	if err != nil {
 		return nil, err
@@ -147,7 +147,7 @@ func handoff(ctx context.Context, s *session, f *copyFlags, o copy.Options, with
 	o.Status = status
 	return copy.Handoff(ctx, s.m, s.src, s.dst, published, subscriptionSpec(s), copy.HandoffOptions{
 		Copy: o, MaintenanceWorkMem: f.memory, SlotTimeout: f.slotTimeout, WithOwners: withOwners, WithACL: withACL,
-		Journal: s.journal, Runner: s.runner(false), Out: s.g.stdout,
+		Journal: s.journal, Runner: s.runner(false), Out: s.g.stdout, Archive: archive,
 	})
 }
 

@@ -97,6 +97,8 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	if err != nil {
 		return err
 	}
+	var archive *schema.Archive
+	defer func() { archive.Remove() }()
 	if sub != nil {
 		fmt.Fprintf(out, "subscription %q exists: the migration is under way; resuming at the catch-up\n", s.m.SubName)
 	} else {
@@ -116,10 +118,15 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 					co.Force = true
 				}
 			}
+			co.Keep = snapshot // the post-data part is restored from it after the copy
+			if snapshot {
+				co.Jobs = copyOpts.Jobs
+			}
 			res, err := schema.Copy(ctx, s.m, s.src, s.dst, co)
 			if err != nil {
 				return "", nil, err
 			}
+			archive = res.Archive
 			msg := fmt.Sprintf("copy-schema: %s: %d object(s) restored, %d already on the target", what, res.Restored, res.Skipped)
 			fmt.Fprintln(out, msg)
 			return msg, nil, nil
@@ -140,7 +147,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	}
 	if snapshot && sub == nil {
 		if err := s.step("create-sub", func() (string, map[string]string, error) {
-			res, err := handoff(ctx, s, &o.copy, copyOpts, o.withOwners || o.withGrants, o.withGrants)
+			res, err := handoff(ctx, s, &o.copy, copyOpts, o.withOwners || o.withGrants, o.withGrants, archive)
 			if err != nil {
 				return "", nil, err
 			}
@@ -194,7 +201,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 // waitCaughtUp follows the progress until every table replicates and the lag
 // is below maxLag, printing a line every few seconds on stderr.
 func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Duration) (*progress.Report, error) {
-	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, DriftAfter: 10 * time.Second}
 	fence, err := progress.Fence(ctx, s.src)
 	if err != nil {
 		return nil, err
@@ -221,7 +228,7 @@ func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Du
 			return nil, fmt.Errorf("interrupted while waiting for the catch-up; the replication keeps running in the servers: pgmove progress --watch follows it, pgmove migrate resumes")
 		case <-deadline:
 			return nil, fmt.Errorf("not caught up after %s: %s", timeout, r.Summary())
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

@@ -229,30 +229,22 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 	return lastErr
 }
 
-// copyChunk streams one chunk from the source straight into the target,
-// in one target transaction.
+// copyChunk streams one chunk from the source straight into the target.
+// A chunk is one target transaction: a lone COPY, atomic by itself, or,
+// for a table loaded whole and big enough to be worth FREEZE, TRUNCATE and
+// COPY FREEZE together.
 func (w *worker) copyChunk(ctx context.Context, j job, binary bool, o Options) (int64, error) {
 	t := j.t
 	whole := t.Direct && len(t.Chunks) == 1
 	freeze := whole && (t.Bytes >= o.FreezeLarger || o.Replace)
-	if _, err := w.dst.Exec(ctx, "BEGIN").ReadAll(); err != nil {
-		return 0, cluster.Wrap(config.Target, "begin loading "+t.Name, err)
-	}
-	if freeze || o.Replace {
+	if freeze {
 		// Emptying the table in this transaction is what lets FREEZE write
 		// the rows frozen; it also makes a retry start clean.
-		if _, err := w.dst.Exec(ctx, "TRUNCATE ONLY "+t.Target.Ident()).ReadAll(); err != nil {
-			w.rollback()
+		if _, err := w.dst.Exec(ctx, "BEGIN; TRUNCATE ONLY "+t.Target.Ident()).ReadAll(); err != nil {
+			w.abandon()
 			return 0, cluster.Wrap(config.Target, "truncate "+t.Name, err)
 		}
 	}
-	// Rows on the source side of one savepoint: a failed COPY does not
-	// abort the snapshot-bearing transaction.
-	if _, err := w.src.Exec(ctx, "SAVEPOINT pgmove_copy").ReadAll(); err != nil {
-		w.rollback()
-		return 0, cluster.Wrap(config.Source, "savepoint", err)
-	}
-
 	pr, pw := io.Pipe()
 	counted := &counter{w: pw, n: &j.st.bytes}
 	// pgconn sends each Read of the pipe as one CopyData message, and the
@@ -275,28 +267,28 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary bool, o Options) (
 	sErr := <-srcErr
 	switch {
 	case sErr != nil && !errors.Is(sErr, errTargetStopped):
-		w.rollback()
+		w.abandon()
 		return 0, sErr // the source failed first; the target only saw CopyFail
 	case dstErr != nil:
-		w.rollback()
+		w.abandon()
 		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", dstErr)
 	case sErr != nil:
-		w.rollback()
+		w.abandon()
 		return 0, sErr
 	}
-	if _, err := w.src.Exec(ctx, "RELEASE SAVEPOINT pgmove_copy").ReadAll(); err != nil {
-		w.rollback()
-		return 0, cluster.Wrap(config.Source, "release savepoint", err)
-	}
-	if _, err := w.dst.Exec(ctx, "COMMIT").ReadAll(); err != nil {
-		return 0, cluster.Wrap(config.Target, "commit "+t.Name, err)
+	if freeze {
+		if _, err := w.dst.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+			w.abandon()
+			return 0, cluster.Wrap(config.Target, "commit "+t.Name, err)
+		}
 	}
 	return tag.RowsAffected(), nil
 }
 
-// rollback abandons the target transaction and the source savepoint; a
-// session that cannot do it is closed, to be reopened.
-func (w *worker) rollback() {
+// abandon rolls back whatever the target session had open and drops the
+// source session: a failed COPY aborts the snapshot's transaction (or pgconn
+// closed the connection), so the retry imports the snapshot afresh.
+func (w *worker) abandon() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if w.dst != nil && !w.dst.IsClosed() {
@@ -304,10 +296,8 @@ func (w *worker) rollback() {
 			w.dst.Close(ctx)
 		}
 	}
-	if w.src != nil && !w.src.IsClosed() {
-		if _, err := w.src.Exec(ctx, "ROLLBACK TO SAVEPOINT pgmove_copy").ReadAll(); err != nil {
-			w.src.Close(ctx)
-		}
+	if w.src != nil {
+		w.src.Close(ctx)
 	}
 }
 

@@ -33,8 +33,11 @@ type HandoffOptions struct {
 	WithOwners         bool
 	WithACL            bool
 	Journal            Journal
-	Runner             cluster.Runner
-	Out                io.Writer // one line per phase
+	// Archive is the schema dump whose pre-data part was restored, reused
+	// for the post-data part; nil dumps again (a resumed run).
+	Archive *schema.Archive
+	Runner  cluster.Runner
+	Out     io.Writer // one line per phase
 }
 
 // HandoffResult says what the handoff did.
@@ -282,7 +285,7 @@ func replanForIndexes(ctx context.Context, src, dst *cluster.Conn, leaves []*cat
 // triggers last), skipping whatever the target already has.
 func RestoreRest(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o HandoffOptions) error {
 	res, err := schema.Copy(ctx, m, src, dst, schema.CopyOptions{
-		Force: true, WithOwners: o.WithOwners, WithACL: o.WithACL, Jobs: o.Copy.Jobs,
+		Force: true, WithOwners: o.WithOwners, WithACL: o.WithACL, Jobs: o.Copy.Jobs, Reuse: o.Archive,
 		Only: func(e schema.Entry) bool { return e.Section() == "post-data" },
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -25,12 +26,20 @@ type build struct {
 	table *tableBuilds
 	name  string
 	stmts []string
+	// batch: the statements (and the table's closing ones) go in one round
+	// trip and one transaction. For small tables, where the per-statement
+	// cost outweighs the work.
+	batch bool
 }
+
+// batchBelow is the table size under which a table's builds are batched.
+const batchBelow = 64 << 20
 
 // tableBuilds groups a table's builds and what follows them.
 type tableBuilds struct {
 	t       *Table
 	pending int
+	builds  int      // index builds planned for it
 	after   []string // once every index exists: replica identity, cluster, analyze
 	mu      sync.Mutex
 }
@@ -49,13 +58,7 @@ func BuildIndexes(ctx context.Context, m *config.Migration, src, dst *cluster.Co
 		return 0, err
 	}
 	total := len(builds)
-	for _, g := range groups {
-		if g.pending == 0 && len(g.after) > 0 {
-			// Nothing to build, but the table still needs analysing.
-			builds = append(builds, &build{table: g, name: g.t.Name})
-			g.pending = 1
-		}
-	}
+	builds = batchSmall(builds, groups)
 	sort.SliceStable(builds, func(i, j int) bool { return builds[i].table.t.Bytes > builds[j].table.t.Bytes })
 	o.Status.SetPhase("index")
 	var mu sync.Mutex
@@ -90,15 +93,15 @@ func BuildIndexes(ctx context.Context, m *config.Migration, src, dst *cluster.Co
 				running[b.name] = true
 				report()
 				mu.Unlock()
-				err := execAll(ctx, conn, b.stmts)
-				if err == nil {
+				var err error
+				if b.batch {
+					err = execBatch(ctx, conn, append(append([]string{}, b.stmts...), b.table.after...))
+				} else if err = execAll(ctx, conn, b.stmts); err == nil {
 					err = b.table.finish(ctx, conn)
 				}
 				mu.Lock()
 				delete(running, b.name)
-				if len(b.stmts) > 0 {
-					done++
-				}
+				done += b.count()
 				report()
 				mu.Unlock()
 				if err != nil {
@@ -122,6 +125,56 @@ feed:
 		return done, firstErr
 	}
 	return done, ctx.Err()
+}
+
+// count is how many index builds a build stands for.
+func (b *build) count() int {
+	if b.batch {
+		return b.table.builds
+	}
+	return min(len(b.stmts), 1)
+}
+
+// batchSmall folds each small table's builds into one batched build; big
+// tables keep one build per index, so their indexes are made in parallel.
+// A table with nothing to build still gets its closing statements.
+func batchSmall(builds []*build, groups map[uint32]*tableBuilds) []*build {
+	var out []*build
+	merged := map[*tableBuilds]*build{}
+	for _, b := range builds {
+		g := b.table
+		g.builds++
+		if g.t.Bytes >= batchBelow {
+			out = append(out, b)
+			continue
+		}
+		m := merged[g]
+		if m == nil {
+			m = &build{table: g, name: g.t.Name, batch: true}
+			merged[g] = m
+			out = append(out, m)
+		}
+		m.stmts = append(m.stmts, b.stmts...)
+	}
+	for _, g := range groups {
+		if g.pending == 0 && len(g.after) > 0 {
+			out = append(out, &build{table: g, name: g.t.Name, batch: true})
+		}
+	}
+	return out
+}
+
+// execBatch runs statements as one simple query: one round trip, one
+// implicit transaction.
+func execBatch(ctx context.Context, conn *pgconn.PgConn, stmts []string) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	sql := strings.Join(stmts, ";\n")
+	if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
+		return cluster.Wrap(config.Target, "build indexes: "+strings.SplitN(sql, "\n", 2)[0], err)
+	}
+	return nil
 }
 
 // finish runs the table's closing statements once its last build is done.

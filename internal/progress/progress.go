@@ -88,6 +88,10 @@ func (r *Report) Done(maxLag int64) bool {
 type Sampler struct {
 	M        *config.Migration
 	Src, Dst *cluster.Conn
+	// DriftAfter delays the first schema comparison, for callers that
+	// sample often and expect to finish quickly (a wait for the catch-up).
+	DriftAfter time.Duration
+	started    time.Time
 	prev     *Report
 	history  []lsnAt // source WAL positions over time, to time the lag
 	driftAt  time.Time
@@ -288,7 +292,10 @@ func (s *Sampler) source(ctx context.Context, r *Report) error {
 // replication does not carry. Comparing schemas costs a few queries, so it
 // runs at most every 15 s.
 func (s *Sampler) schemaDrift(ctx context.Context, r *Report) error {
-	if time.Since(s.driftAt) > 15*time.Second {
+	if s.started.IsZero() {
+		s.started = time.Now()
+	}
+	if time.Since(s.started) >= s.DriftAfter && time.Since(s.driftAt) > 15*time.Second {
 		ds, err := schema.Diff(ctx, s.Src, s.Dst)
 		if err != nil {
 			return err

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pgmove/pgmove/internal/catalog"
@@ -24,6 +26,12 @@ type CopyOptions struct {
 	// Only restores just the entries it accepts (e.g. pre-data for the
 	// snapshot copy); nil restores everything.
 	Only func(Entry) bool
+	// Reuse restores from this archive instead of dumping again (the
+	// post-data part of a dump whose pre-data part was restored before).
+	Reuse *Archive
+	// Keep keeps the archive (CopyResult.Archive) for a later Reuse; the
+	// caller removes it with Archive.Remove.
+	Keep bool
 }
 
 // CopyResult says what copy-schema did.
@@ -51,22 +59,28 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); copy-schema will not restore over data: check the target is the right database, or pass --force to add only the missing objects", len(full), listSome(full, 3))
 		}
 	}
-	dir, err := os.MkdirTemp("", "pgmove-schema-")
-	if err != nil {
-		return nil, fmt.Errorf("schema work directory: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	srcChild, err := cluster.Child(m.Src, "copy-schema")
-	if err != nil {
-		return nil, err
-	}
 	dstChild, err := cluster.Child(m.Dst, "copy-schema")
 	if err != nil {
 		return nil, err
 	}
-	a, err := Dump(ctx, dump, restore, srcChild, dir, DumpOptions{Snapshot: o.Snapshot})
-	if err != nil {
-		return nil, err
+	a := o.Reuse
+	if a == nil {
+		dir, err := os.MkdirTemp("", "pgmove-schema-")
+		if err != nil {
+			return nil, fmt.Errorf("schema work directory: %w", err)
+		}
+		if !o.Keep {
+			defer os.RemoveAll(dir)
+		}
+		srcChild, err := cluster.Child(m.Src, "copy-schema")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		if a, err = Dump(ctx, dump, restore, srcChild, dir, DumpOptions{Snapshot: o.Snapshot}); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
 	}
 	skip, err := Existing(ctx, src, dst, a)
 	if err != nil {
@@ -110,11 +124,32 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		// Only comments, grants and the like would run again: the schema is there.
 		return res, nil
 	}
-	if _, err := a.Restore(ctx, dstChild, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs}); err != nil {
-		return nil, err
+	ro := RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs}
+	if _, err := a.Restore(ctx, dstChild, ro); err != nil {
+		if o.Jobs <= 1 || ctx.Err() != nil {
+			return nil, err
+		}
+		// A parallel restore can trip on an order it does not know (a
+		// table inheriting from one in another batch): what it did stays,
+		// and one ordered transaction restores the rest.
+		slog.Info("parallel schema restore failed (" + err.Error() + "); restoring the rest in order")
+		if ro.Skip, err = Existing(ctx, src, dst, a); err != nil {
+			return nil, err
+		}
+		ro.Jobs = 1
+		if _, err := a.Restore(ctx, dstChild, ro); err != nil {
+			return nil, err
+		}
 	}
 	res.Restored = creates
 	return res, nil
+}
+
+// Remove deletes the archive's files.
+func (a *Archive) Remove() {
+	if a != nil {
+		os.RemoveAll(filepath.Dir(a.Path))
+	}
 }
 
 // TablesWithRows lists the target's user tables that hold at least one row.

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pgmove/pgmove/internal/cluster"
 )
@@ -180,7 +181,90 @@ type RestoreOptions struct {
 // Restore applies the archive to the target, in one transaction (either
 // all of it lands or none does) unless o.Jobs asks for parallel restore.
 func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreOptions) (restored int, err error) {
-	list, n, err := a.writeList(o)
+	keep := func(e Entry) bool { return !o.Skip[e.ID] && (o.Only == nil || o.Only(e)) }
+	if o.Jobs > 1 {
+		tables := 0
+		for _, e := range a.Entries {
+			if e.Desc == "TABLE" && keep(e) {
+				tables++
+			}
+		}
+		if tables >= 64 {
+			return a.restorePhased(ctx, dst, o, keep)
+		}
+	}
+	return a.restoreList(ctx, dst, o, keep, o.Jobs)
+}
+
+// restorePhased restores many tables faster than pg_restore can, which
+// creates pre-data objects one at a time even with --jobs: first what comes
+// before the first table (schemas, types, functions...), then the tables
+// in o.Jobs concurrent transactions, then the rest in order (sequences,
+// defaults, views, and the post-data part with pg_restore --jobs).
+func (a *Archive) restorePhased(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, keep func(Entry) bool) (int, error) {
+	first := len(a.Entries)
+	for i, e := range a.Entries {
+		if e.Desc == "TABLE" {
+			first = i
+			break
+		}
+	}
+	buckets := o.Jobs
+	bucket := map[int]int{} // entry ID -> table bucket
+	b, n := -1, 0
+	for _, e := range a.Entries[first:] {
+		switch {
+		case e.Desc == "TABLE":
+			n++
+			b = n % buckets
+			bucket[e.ID] = b
+		case e.CatalogOID == 0 && e.Desc != "TABLE ATTACH" && e.Desc != "INDEX ATTACH" && b >= 0:
+			bucket[e.ID] = b // a comment or grant on the table just before
+		default:
+			b = -1
+		}
+	}
+	index := map[int]int{}
+	for i, e := range a.Entries {
+		index[e.ID] = i
+	}
+	total := 0
+	phase1, err := a.restoreList(ctx, dst, o, func(e Entry) bool { return keep(e) && index[e.ID] < first }, 1)
+	if err != nil {
+		return total, err
+	}
+	total += phase1
+	var wg sync.WaitGroup
+	counts := make([]int, buckets)
+	errs := make([]error, buckets)
+	for k := 0; k < buckets; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[k], errs[k] = a.restoreList(ctx, dst, o, func(e Entry) bool {
+				bk, ok := bucket[e.ID]
+				return ok && bk == k && keep(e)
+			}, 1)
+		}()
+	}
+	wg.Wait()
+	for k := range counts {
+		total += counts[k]
+		if errs[k] != nil {
+			return total, errs[k]
+		}
+	}
+	rest, err := a.restoreList(ctx, dst, o, func(e Entry) bool {
+		_, tabled := bucket[e.ID]
+		return keep(e) && index[e.ID] >= first && !tabled
+	}, o.Jobs)
+	return total + rest, err
+}
+
+// restoreList runs pg_restore for the entries keep accepts: in one
+// transaction, or with --jobs when jobs > 1.
+func (a *Archive) restoreList(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, keep func(Entry) bool, jobs int) (int, error) {
+	list, n, err := a.writeList(keep)
 	if err != nil {
 		return 0, err
 	}
@@ -189,8 +273,8 @@ func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreO
 		return 0, nil
 	}
 	args := []string{"--exit-on-error", "--use-list=" + list, "--dbname=" + dst.Conninfo}
-	if o.Jobs > 1 {
-		args = append(args, fmt.Sprintf("--jobs=%d", o.Jobs))
+	if jobs > 1 {
+		args = append(args, fmt.Sprintf("--jobs=%d", jobs))
 	} else {
 		args = append(args, "--single-transaction")
 	}
@@ -207,7 +291,7 @@ func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreO
 	return n, nil
 }
 
-func (a *Archive) writeList(o RestoreOptions) (string, int, error) {
+func (a *Archive) writeList(keep func(Entry) bool) (string, int, error) {
 	f, err := os.CreateTemp(filepath.Dir(a.Path), "restore-*.list")
 	if err != nil {
 		return "", 0, fmt.Errorf("write restore list: %w", err)
@@ -216,8 +300,7 @@ func (a *Archive) writeList(o RestoreOptions) (string, int, error) {
 	n := 0
 	w := bufio.NewWriter(f)
 	for _, e := range a.Entries {
-		keep := !o.Skip[e.ID] && (o.Only == nil || o.Only(e))
-		if keep {
+		if keep(e) {
 			n++
 			fmt.Fprintln(w, e.Line)
 		} else {
