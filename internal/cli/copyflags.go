@@ -17,6 +17,7 @@ type copyFlags struct {
 	splitLarger string
 	memory      string
 	slotTimeout time.Duration
+	freeze      bool
 	cmd         *cobra.Command
 }
 
@@ -27,6 +28,7 @@ func (f *copyFlags) register(cmd *cobra.Command) {
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "parallel COPY streams and index builds (default: this machine's cores)")
 	fl.StringVar(&f.splitLarger, "split-larger-than", "1GB", "copy tables larger than this in ranges, in parallel (0: never)")
 	fl.StringVar(&f.memory, "maintenance-work-mem", "512MB", "maintenance_work_mem of each index build on the target")
+	fl.BoolVar(&f.freeze, "freeze", false, "load tables copied whole with COPY FREEZE: slower to load, no freezing vacuum later")
 	fl.DurationVar(&f.slotTimeout, "slot-timeout", 5*time.Minute, "give up creating the replication slot after this long (it waits for open transactions)")
 }
 
@@ -40,7 +42,7 @@ func (f *copyFlags) resolve(s *session) (copy.Options, error) {
 	if err := validCopy(f.method); err != nil {
 		return copy.Options{}, err
 	}
-	o := copy.Options{Jobs: max(f.jobs, 1), FreezeLarger: 8 << 20}
+	o := copy.Options{Jobs: max(f.jobs, 1), Freeze: f.freeze}
 	if s.m.Jobs > 0 && !f.changed("jobs") {
 		o.Jobs = s.m.Jobs
 	}

@@ -72,59 +72,30 @@ func BuildIndexes(ctx context.Context, m *config.Migration, src, dst *cluster.Co
 		sort.Strings(r)
 		o.Status.SetIndexes(total, done, r)
 	}
-	ch := make(chan *build)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for i := 0; i < min(max(o.Jobs, 1), len(builds)); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := openIndexSession(ctx, m, o.MaintenanceWorkMem)
-			if err != nil {
-				once.Do(func() { firstErr = err; cancel() })
-				return
+	err = parallel(ctx, o.Jobs, builds,
+		func(ctx context.Context) (*pgconn.PgConn, error) {
+			return openIndexSession(ctx, m, o.MaintenanceWorkMem)
+		},
+		func(c *pgconn.PgConn) { c.Close(context.Background()) },
+		func(ctx context.Context, conn *pgconn.PgConn, b *build) error {
+			mu.Lock()
+			running[b.name] = true
+			report()
+			mu.Unlock()
+			var err error
+			if b.batch {
+				err = execBatch(ctx, conn, append(append([]string{}, b.stmts...), b.table.after...))
+			} else if err = execAll(ctx, conn, b.stmts); err == nil {
+				err = b.table.finish(ctx, conn)
 			}
-			defer conn.Close(context.Background())
-			for b := range ch {
-				mu.Lock()
-				running[b.name] = true
-				report()
-				mu.Unlock()
-				var err error
-				if b.batch {
-					err = execBatch(ctx, conn, append(append([]string{}, b.stmts...), b.table.after...))
-				} else if err = execAll(ctx, conn, b.stmts); err == nil {
-					err = b.table.finish(ctx, conn)
-				}
-				mu.Lock()
-				delete(running, b.name)
-				done += b.count()
-				report()
-				mu.Unlock()
-				if err != nil {
-					once.Do(func() { firstErr = err; cancel() })
-					return
-				}
-			}
-		}()
-	}
-feed:
-	for _, b := range builds {
-		select {
-		case ch <- b:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(ch)
-	wg.Wait()
-	if firstErr != nil {
-		return done, firstErr
-	}
-	return done, ctx.Err()
+			mu.Lock()
+			delete(running, b.name)
+			done += b.count()
+			report()
+			mu.Unlock()
+			return err
+		})
+	return done, err
 }
 
 // count is how many index builds a build stands for.
@@ -365,7 +336,12 @@ func planIndexes(ctx context.Context, src, dst *cluster.Conn, tables []*Table) (
 		if s := special[rel]; s[1] != "" {
 			g.after = append(g.after, "ALTER TABLE ONLY "+t.Target.Ident()+" CLUSTER ON "+pgx.Identifier{s[1]}.Sanitize())
 		}
-		g.after = append(g.after, "ANALYZE "+t.Target.Ident())
+		if t.Bytes >= batchBelow {
+			// Small tables are left to autovacuum, which analyses a table
+			// soon after rows arrive: with thousands of tables, explicit
+			// ANALYZE costs more than the copy.
+			g.after = append(g.after, "ANALYZE "+t.Target.Ident())
+		}
 	}
 	return builds, groups, nil
 }

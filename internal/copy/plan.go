@@ -76,24 +76,36 @@ func readColumns(ctx context.Context, c *cluster.Conn, oids []uint32) (map[uint3
 	return out, c.Wrap("read columns", rows.Err())
 }
 
+// intKey is a single-column integer primary key, with how closely its
+// order follows the rows' physical order (pg_stats.correlation).
+type intKey struct {
+	column      string // quoted
+	correlation float64
+}
+
 // intKeys finds, per table, a single-column integer primary key to split on.
-func intKeys(ctx context.Context, c *cluster.Conn, oids []uint32) (map[uint32]string, error) {
-	rows, err := c.Query(ctx, `SELECT x.indrelid::int8, a.attname FROM pg_catalog.pg_index x
+func intKeys(ctx context.Context, c *cluster.Conn, oids []uint32) (map[uint32]intKey, error) {
+	rows, err := c.Query(ctx, `SELECT x.indrelid::int8, a.attname,
+			COALESCE((SELECT s.correlation FROM pg_catalog.pg_stats s
+			          WHERE s.schemaname = n.nspname AND s.tablename = r.relname AND s.attname = a.attname), 0)::float8
+		FROM pg_catalog.pg_index x
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+		JOIN pg_catalog.pg_class r ON r.oid = x.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
 		WHERE x.indrelid = ANY($1::oid[]) AND x.indisprimary AND x.indnatts = 1
 		  AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)`, oids)
 	if err != nil {
 		return nil, c.Wrap("read primary keys", err)
 	}
 	defer rows.Close()
-	out := map[uint32]string{}
+	out := map[uint32]intKey{}
 	for rows.Next() {
 		var rel int64
-		var name string
-		if err := rows.Scan(&rel, &name); err != nil {
+		var k intKey
+		if err := rows.Scan(&rel, &k.column, &k.correlation); err != nil {
 			return nil, c.Wrap("read primary keys", err)
 		}
-		out[uint32(rel)] = pgx.Identifier{name}.Sanitize()
+		k.column = pgx.Identifier{k.column}.Sanitize()
+		out[uint32(rel)] = k
 	}
 	return out, c.Wrap("read primary keys", rows.Err())
 }
@@ -174,9 +186,12 @@ func Plan(ctx context.Context, src, dst *cluster.Conn, ssnap, dsnap *catalog.Sna
 	return plan, nil
 }
 
-// plan splits a big table into ranges: on an integer primary key, or on
-// physical position (CTID) where the source has TID range scans (14+).
-func (t *Table) plan(src *cluster.Conn, key string, splitLarger int64, parts int) {
+// plan splits a big table into ranges. From PostgreSQL 14 the ranges are of
+// physical position (CTID): each part reads only its pages (a TID range
+// scan). Before, a CTID or key range makes every part read the whole
+// table, so a table is split only on an integer primary key whose order
+// follows the physical order, read through the key's index.
+func (t *Table) plan(src *cluster.Conn, key intKey, splitLarger int64, parts int) {
 	n := 1
 	if splitLarger > 0 && t.Bytes > splitLarger {
 		n = int((t.Bytes + splitLarger - 1) / splitLarger)
@@ -184,10 +199,10 @@ func (t *Table) plan(src *cluster.Conn, key string, splitLarger int64, parts int
 	}
 	switch {
 	case n <= 1:
-	case key != "":
-		t.SplitOn = key
 	case src.VersionNum >= 140000:
 		t.SplitOn = "ctid"
+	case key.column != "" && (key.correlation >= 0.9 || key.correlation <= -0.9):
+		t.SplitOn = key.column
 	}
 	if t.SplitOn == "" {
 		t.Chunks = []Chunk{{}}

@@ -92,13 +92,13 @@ type Sampler struct {
 	// sample often and expect to finish quickly (a wait for the catch-up).
 	DriftAfter time.Duration
 	started    time.Time
-	prev     *Report
-	history  []lsnAt // source WAL positions over time, to time the lag
-	driftAt  time.Time
-	drift    []string
-	srcSizes map[[2]string]int64
-	srcRows  map[[2]string]int64 // planner estimates, for tables already copied
-	sizesAt  time.Time
+	prev       *Report
+	history    []lsnAt // source WAL positions over time, to time the lag
+	driftAt    time.Time
+	drift      []string
+	srcSizes   map[[2]string]int64
+	srcRows    map[[2]string]int64 // planner estimates, for tables already copied
+	sizesAt    time.Time
 }
 
 type lsnAt struct {

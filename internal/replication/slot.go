@@ -131,16 +131,8 @@ func AttachSubscription(ctx context.Context, r cluster.Runner, src, dst *cluster
 	}
 	if sub == nil {
 		res.Created = true
-		sql := CreateSubscriptionSQL(s.Name, s.Conninfo, []string{s.Publication}, s.Options(dst.VersionNum))
-		shown := CreateSubscriptionSQL(s.Name, s.Shown, []string{s.Publication}, s.Options(dst.VersionNum))
-		if err := r.Exec(ctx, dst, "create subscription "+quoteName(s.Name)+" on the copied slot", sql, shown); err != nil {
+		if sub, err = s.create(ctx, r, dst, "create subscription "+quoteName(s.Name)+" on the copied slot"); err != nil || sub == nil {
 			return res, err
-		}
-		if r.DryRun {
-			return res, nil
-		}
-		if sub, err = Find(ctx, dst, s.Name); err != nil || sub == nil {
-			return res, fmt.Errorf("target: subscription %q not found after creating it", s.Name)
 		}
 	}
 	res.OID = sub.OID

@@ -61,6 +61,22 @@ func (s SubscriptionSpec) Options(dstVersion int) []Option {
 	return opts
 }
 
+// create runs CREATE SUBSCRIPTION, showing the connection string masked,
+// and returns the new subscription (nil under --dry-run).
+func (s SubscriptionSpec) create(ctx context.Context, r cluster.Runner, dst *cluster.Conn, what string) (*catalog.Subscription, error) {
+	opts := s.Options(dst.VersionNum)
+	sql := CreateSubscriptionSQL(s.Name, s.Conninfo, []string{s.Publication}, opts)
+	shown := CreateSubscriptionSQL(s.Name, s.Shown, []string{s.Publication}, opts)
+	if err := r.Exec(ctx, dst, what, sql, shown); err != nil || r.DryRun {
+		return nil, err
+	}
+	sub, err := Find(ctx, dst, s.Name)
+	if err == nil && sub == nil {
+		err = fmt.Errorf("target: subscription %q not found after creating it", s.Name)
+	}
+	return sub, err
+}
+
 // SubscriptionResult says what EnsureSubscription did.
 type SubscriptionResult struct {
 	Created, Enabled, Refreshed bool
@@ -92,15 +108,9 @@ func EnsureSubscription(ctx context.Context, r cluster.Runner, dst *cluster.Conn
 	}
 	if sub == nil {
 		res.Created = true
-		sql := CreateSubscriptionSQL(s.Name, s.Conninfo, []string{s.Publication}, s.Options(dst.VersionNum))
-		shown := CreateSubscriptionSQL(s.Name, s.Shown, []string{s.Publication}, s.Options(dst.VersionNum))
-		if err := r.Exec(ctx, dst, "create subscription "+quoteName(s.Name), sql, shown); err != nil {
-			return res, err
-		}
-		if !r.DryRun {
-			if sub, err = Find(ctx, dst, s.Name); err == nil && sub != nil {
-				res.OID = sub.OID
-			}
+		sub, err = s.create(ctx, r, dst, "create subscription "+quoteName(s.Name))
+		if sub != nil {
+			res.OID = sub.OID
 		}
 		return res, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
@@ -77,15 +78,19 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 			os.RemoveAll(dir)
 			return nil, err
 		}
+		t0 := time.Now()
 		if a, err = Dump(ctx, dump, restore, srcChild, dir, DumpOptions{Snapshot: o.Snapshot}); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
+		slog.Debug("source: schema dumped", "took", time.Since(t0).Round(time.Millisecond), "entries", len(a.Entries))
 	}
+	t0 := time.Now()
 	skip, err := Existing(ctx, src, dst, a)
 	if err != nil {
 		return nil, err
 	}
+	slog.Debug("schema: compared the dump with the target's objects", "took", time.Since(t0).Round(time.Millisecond))
 	res := &CopyResult{DumpTool: fmt.Sprintf("pg_dump %d", dump.Major), Archive: a}
 	if prev := o.Only; !o.WithACL {
 		// pg_restore --no-acl leaves privileges out; so must the count.
@@ -124,6 +129,8 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		// Only comments, grants and the like would run again: the schema is there.
 		return res, nil
 	}
+	t1 := time.Now()
+	defer func() { slog.Debug("target: schema restored", "took", time.Since(t1).Round(time.Millisecond)) }()
 	ro := RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs}
 	if _, err := a.Restore(ctx, dstChild, ro); err != nil {
 		if o.Jobs <= 1 || ctx.Err() != nil {
