@@ -15,6 +15,7 @@ type copySchemaOptions struct {
 	withOwners bool
 	withGrants bool
 	dryRun     bool
+	section    string
 	roles      rolesFlags
 }
 
@@ -46,6 +47,7 @@ target tables already hold rows, unless --force.`,
 	f.BoolVar(&o.withOwners, "with-owners", false, "restore object owners (the roles must exist on the target)")
 	f.BoolVar(&o.withGrants, "with-grants", false, "restore GRANTs and owners (the roles must exist on the target)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, change nothing")
+	f.StringVar(&o.section, "section", "all", "what to restore: all, pre-data (tables without indexes and constraints, for the snapshot copy, which builds those after the data) or post-data")
 	o.roles.register(cmd)
 	return cmd
 }
@@ -59,13 +61,21 @@ func runCopySchema(ctx context.Context, s *session, o *copySchemaOptions) error 
 			return err
 		}
 	}
+	var only func(schema.Entry) bool
+	switch o.section {
+	case "all":
+	case "pre-data", "post-data":
+		only = func(e schema.Entry) bool { return e.Section() == o.section }
+	default:
+		return &usageError{fmt.Errorf("--section %q: use all, pre-data or post-data", o.section)}
+	}
 	if err := o.roles.copy(ctx, s, o.dryRun); err != nil {
 		return err
 	}
 	return s.step("copy-schema", func() (string, map[string]string, error) {
 		res, err := schema.Copy(ctx, s.m, s.src, s.dst, schema.CopyOptions{
 			Force: o.force, WithOwners: o.withOwners || o.withGrants, WithACL: o.withGrants,
-			DryRun: o.dryRun, Out: s.g.stdout,
+			DryRun: o.dryRun, Out: s.g.stdout, Only: only,
 		})
 		if err != nil {
 			return "", nil, err
