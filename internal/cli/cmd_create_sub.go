@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
@@ -76,6 +77,9 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 			return err
 		}
 	}
+	if o.copy.method == "snapshot" && o.dryRun && !s.subscribed(ctx) {
+		return describeHandoff(ctx, s, copyOpts)
+	}
 	if o.copy.method == "snapshot" && !o.dryRun && !s.subscribed(ctx) {
 		return s.step("create-sub", func() (string, map[string]string, error) {
 			res, err := handoff(ctx, s, &o.copy, copyOpts, o.withOwners || o.withGrants, o.withGrants, nil)
@@ -115,6 +119,36 @@ func subscriptionSpec(s *session) replication.SubscriptionSpec {
 		Name: s.m.SubName, Publication: s.m.PubName, Slot: s.m.SlotName, Conninfo: secret, Shown: shown,
 		CopyData: true, CreateSlot: true, Enabled: true, SrcVersion: s.src.VersionNum,
 	}
+}
+
+// describeHandoff prints, for --dry-run, what the snapshot copy will do.
+func describeHandoff(ctx context.Context, s *session, o copy.Options) error {
+	snap, err := catalog.Tables(ctx, s.src)
+	if err != nil {
+		return err
+	}
+	published := snap.Published(s.src.VersionNum, s.m.Include, s.m.Exclude)
+	leaves := snap.Leaves(published)
+	var total int64
+	for _, t := range leaves {
+		total += t.Bytes
+	}
+	spec := subscriptionSpec(s)
+	spec.CopyData, spec.CreateSlot, spec.Enabled = false, false, false
+	w := s.g.stdout
+	fmt.Fprintf(w, "-- source (replication connection as %s): create the slot with an exported snapshot\n", s.m.ReplUser)
+	fmt.Fprintf(w, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT;\n", s.m.SlotName)
+	fmt.Fprintf(w, "-- copy %d table(s), %s, with %d job(s) under that snapshot: COPY ... TO STDOUT on the source into COPY ... FROM STDIN on the target", len(leaves), check.PrettyBytes(total), o.Jobs)
+	if o.SplitLarger > 0 {
+		fmt.Fprintf(w, "; tables over %s in ranges", check.PrettyBytes(o.SplitLarger))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "-- target: build the source's indexes and constraints, then restore the rest of the schema (foreign keys, triggers, policies)")
+	fmt.Fprintf(w, "-- target: create subscription %s on the slot, start it at the slot's consistent point, enable it\n", catalog.QuoteName(s.m.SubName))
+	fmt.Fprintf(w, "%s;\n", replication.CreateSubscriptionSQL(spec.Name, spec.Shown, []string{spec.Publication}, spec.Options(s.dst.VersionNum)))
+	fmt.Fprintf(w, "SELECT pg_catalog.pg_replication_origin_advance('pg_<subscription oid>', '<consistent point>');\n")
+	fmt.Fprintf(w, "%s;\n", replication.AlterSubscriptionSQL(spec.Name, "ENABLE"))
+	return nil
 }
 
 // subscribed reports whether the subscription exists already; after a

@@ -139,7 +139,7 @@ func runPlan(ctx context.Context, s *session, o *planOptions) error {
 		fmt.Fprintf(out, "  %d scripts, activate, %s, %s, %s\n", len(plan.Scripts), runbook, plan.ConfigFile, plan.FactsFile)
 		fmt.Fprintf(out, "  %d table(s), %s of data, initial copy %s by estimate; %d without a replica identity, %d special object(s)\n",
 			len(facts.Tables), check.PrettyBytes(facts.SourceBytes),
-			plan.RoughDuration(plan.CopyEstimate(facts.SourceBytes, facts.LargestBytes, facts.SyncWorkers)), len(facts.Unfixed()), len(facts.Special))
+			plan.RoughDuration(facts.Estimate()), len(facts.Unfixed()), len(facts.Special))
 		if !facts.Target.Reachable {
 			fmt.Fprintf(out, "  the target was unreachable (%s); the runbook says what the plan could not check\n", facts.Target.Error)
 		}

@@ -12,7 +12,7 @@ import (
 
 // Change is one difference between the plan and the live catalogue.
 type Change struct {
-	Kind    string `json:"kind"` // new_table, dropped_table, identity_fixed, identity_broken, identity_changed, new_object, object_gone, sequences, size, version
+	Kind    string `json:"kind"` // new_table, dropped_table, identity_fixed, identity_broken, identity_changed, new_object, object_gone, sequences, size, copy, version
 	Object  string `json:"object,omitempty"`
 	Message string `json:"message"`
 	Fix     string `json:"fix,omitempty"`
@@ -75,7 +75,11 @@ func Diff(old, cur *Facts) []Change {
 	}
 	if grown(old.SourceBytes, cur.SourceBytes) {
 		add("size", "", fmt.Sprintf("data to copy is now %s (%s at the plan); the initial copy takes %s", check.PrettyBytes(cur.SourceBytes), check.PrettyBytes(old.SourceBytes),
-			RoughDuration(CopyEstimate(cur.SourceBytes, cur.LargestBytes, cur.SyncWorkers))), "", false)
+			RoughDuration(cur.Estimate())), "", false)
+	}
+	// A plan.json written before the copy method was recorded has none.
+	if old.Copy != "" && old.Copy != cur.Copy {
+		add("copy", "", fmt.Sprintf("migration.yml now chooses the %s copy (%s at the plan): the runbook and the copy-schema script describe the other", cur.Copy, old.Copy), "", true)
 	}
 	if major(old.Source.Version) != major(cur.Source.Version) {
 		add("version", "source", fmt.Sprintf("the source runs PostgreSQL %s (%s at the plan)", major(cur.Source.Version), major(old.Source.Version)), "", true)
@@ -125,7 +129,7 @@ func WriteDiff(w io.Writer, dir string, old *Facts, changes []Change, now time.T
 	}
 	label := map[string]string{
 		"new_table": "NEW", "dropped_table": "DROPPED", "identity_fixed": "FIXED", "identity_broken": "BROKEN", "identity_changed": "CHANGED",
-		"new_object": "NEW", "object_gone": "GONE", "sequences": "CHANGED", "size": "CHANGED", "version": "CHANGED",
+		"new_object": "NEW", "object_gone": "GONE", "sequences": "CHANGED", "size": "CHANGED", "copy": "CHANGED", "version": "CHANGED",
 	}
 	for _, c := range changes {
 		obj := ""

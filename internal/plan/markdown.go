@@ -22,14 +22,15 @@ func HTML(title, md string) string {
 }
 
 // Markdown renders the subset of markdown the runbook uses: ATX headings,
-// paragraphs, flat bullet lists with task checkboxes, fenced code blocks,
+// paragraphs, flat bullet lists with task checkboxes, flat numbered lists
+// (numbered in the order written), fenced code blocks,
 // pipe tables, and inline code spans, **bold** and [links](#anchor). It is
 // not a general markdown renderer.
 func Markdown(md string) string {
 	var b strings.Builder
 	lines := strings.Split(strings.ReplaceAll(md, "\r\n", "\n"), "\n")
 	var para []string
-	inList := false
+	list := "" // the open list's tag: ul, ol or none
 	flush := func() {
 		if len(para) > 0 {
 			b.WriteString("<p>" + inline(strings.Join(para, "\n")) + "</p>\n")
@@ -37,9 +38,16 @@ func Markdown(md string) string {
 		}
 	}
 	closeList := func() {
-		if inList {
-			b.WriteString("</ul>\n")
-			inList = false
+		if list != "" {
+			b.WriteString("</" + list + ">\n")
+			list = ""
+		}
+	}
+	openList := func(tag string) {
+		if list != tag {
+			closeList()
+			b.WriteString("<" + tag + ">\n")
+			list = tag
 		}
 	}
 	for i := 0; i < len(lines); i++ {
@@ -77,12 +85,13 @@ func Markdown(md string) string {
 			}
 			i--
 			b.WriteString(table(rows))
+		case numbered(line) > 0:
+			flush()
+			openList("ol")
+			b.WriteString("<li>" + inline(line[numbered(line):]) + "</li>\n")
 		case strings.HasPrefix(line, "- "):
 			flush()
-			if !inList {
-				b.WriteString("<ul>\n")
-				inList = true
-			}
+			openList("ul")
 			item := line[2:]
 			switch {
 			case strings.HasPrefix(item, "[ ] "):
@@ -100,6 +109,19 @@ func Markdown(md string) string {
 	flush()
 	closeList()
 	return b.String()
+}
+
+// numbered returns the length of a numbered list item's marker ("12. "),
+// or 0.
+func numbered(line string) int {
+	n := 0
+	for n < len(line) && line[n] >= '0' && line[n] <= '9' {
+		n++
+	}
+	if n == 0 || n > 3 || !strings.HasPrefix(line[n:], ". ") {
+		return 0
+	}
+	return n + 2
 }
 
 func headingLevel(line string) int {

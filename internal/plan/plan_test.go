@@ -48,7 +48,7 @@ func fixtureMigration(t *testing.T, yml string) *config.Migration {
 
 // fixtureFacts is a source with tables lacking primary keys (one fixable by
 // an index, one only by FULL), a partitioned table, special objects and
-// findings, as plan would have gathered them.
+// findings, as plan would have gathered them for the default snapshot copy.
 func fixtureFacts() *Facts {
 	const mb = 1 << 20
 	return &Facts{
@@ -76,10 +76,11 @@ func fixtureFacts() *Facts {
 		Findings: []Finding{
 			{Severity: "error", Side: "source", Code: "replication_role", Object: "replicator", Message: `role "replicator" does not exist on the source`,
 				Fix: "CREATE ROLE \"replicator\" LOGIN REPLICATION BYPASSRLS PASSWORD '<password>';\nGRANT SELECT ON ALL TABLES IN SCHEMA \"public\" TO \"replicator\";"},
-			{Severity: "warning", Side: "source", Code: "max_replication_slots", Message: "max_replication_slots = 4 leaves 2 free (2 in use); the initial copy wants 3 to run 2 tables at once",
-				Fix: "ALTER SYSTEM SET max_replication_slots = 7;  -- then restart the source"},
+			{Severity: "warning", Side: "source", Code: "long_transaction", Object: "4242", Message: "transaction of app open for 5400 s: creating the replication slot waits until it ends",
+				Fix: "SELECT pg_terminate_backend(4242);  -- if it can be ended"},
 		},
 		SourceBytes: 23 * mb, LargestBytes: 13 * mb, SyncWorkers: 2,
+		Copy: Snapshot, SplitLarger: 1 << 30, LargestWholeBytes: 13 * mb,
 	}
 }
 
@@ -87,12 +88,48 @@ func fixtureInput(t *testing.T) Input {
 	return Input{M: fixtureMigration(t, fixtureYAML), Facts: fixtureFacts(), Pgmove: "/usr/local/bin/pgmove", HTML: true}
 }
 
+// nativeInput is the fixture with copy: native in migration.yml, and the
+// capacity warning only PostgreSQL's table sync gives.
+func nativeInput(t *testing.T) Input {
+	in := fixtureInput(t)
+	in.M = fixtureMigration(t, fixtureYAML+"copy: native\n")
+	in.Facts.Copy = Native
+	in.Facts.Findings[1] = Finding{Severity: "warning", Side: "source", Code: "max_replication_slots", Message: "max_replication_slots = 4 leaves 2 free (2 in use); the initial copy wants 3 to run 2 tables at once",
+		Fix: "ALTER SYSTEM SET max_replication_slots = 7;  -- then restart the source"}
+	return in
+}
+
+// TestPlanGolden checks every file of the fixture's plan against
+// testdata/golden, and those of its copy: native variant that differ from
+// it against testdata/golden/native.
 func TestPlanGolden(t *testing.T) {
-	files, err := Render(fixtureInput(t))
+	base, err := Render(fixtureInput(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	native, err := Render(nativeInput(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join("testdata", "golden")
+	checkGolden(t, dir, base)
+	same := map[string][]byte{}
+	for _, f := range base {
+		same[f.Name] = f.Data
+	}
+	var differ []File
+	for _, f := range native {
+		if !bytes.Equal(f.Data, same[f.Name]) {
+			differ = append(differ, f)
+		}
+	}
+	checkGolden(t, filepath.Join(dir, "native"), differ)
+}
+
+// checkGolden compares files with dir's golden files, or with -update
+// rewrites them, and reports golden files no file matches.
+func checkGolden(t *testing.T, dir string, files []File) {
+	t.Helper()
 	if *update {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -118,9 +155,16 @@ func TestPlanGolden(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if !names[e.Name()] {
-			t.Errorf("stale golden file %s", e.Name())
+		if e.IsDir() || names[e.Name()] {
+			continue
 		}
+		if *update {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		t.Errorf("stale golden file %s", filepath.Join(dir, e.Name()))
 	}
 }
 
@@ -194,6 +238,95 @@ func TestPlanRunbookContent(t *testing.T) {
 	// not repeat the check's claim that copy-seq does.
 	if strings.Contains(s, "copy-seq copies") || strings.Contains(s, "copy-seq refreshes") {
 		t.Error("runbook claims copy-seq carries objects it does not")
+	}
+}
+
+// The scripts and the runbook follow the copy migration.yml chose.
+func TestPlanCopyMethod(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		in        Input
+		want, not []string
+	}{
+		{"snapshot", fixtureInput(t),
+			[]string{"runs `pgmove copy-schema --section pre-data`", "35 MB/s of COPY per job", "one job per core of the machine running pgmove", "restarting from a new slot", "drops its slot itself", "`./cleanup` drops it"},
+			[]string{"per table-sync worker", "plus up to 2 more during the initial copy"}},
+		{"native", nativeInput(t),
+			[]string{"runs `pgmove copy-schema`,", "50 MB/s per table-sync worker", "plus up to 2 more during the initial copy"},
+			[]string{"--section pre-data", "per job", "restarting from a new slot"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files, err := Render(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, f := range files {
+				got[f.Name] = string(f.Data)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got[RunbookFile], w) {
+					t.Errorf("runbook lacks %q", w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(got[RunbookFile], n) {
+					t.Errorf("runbook holds %q", n)
+				}
+			}
+			pre := strings.Contains(got["copy-schema"], "\nrun copy-schema --section pre-data ")
+			if pre != (tc.name == "snapshot") {
+				t.Errorf("copy-schema restores pre-data only: %t\n%s", pre, got["copy-schema"])
+			}
+		})
+	}
+	in := fixtureInput(t)
+	in.M = fixtureMigration(t, fixtureYAML+"jobs: 8\n")
+	in.Facts.Jobs = 8
+	md, err := Runbook(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"8 jobs at once (jobs in migration.yml)", "binary COPY, with 8 jobs (jobs in migration.yml;"} {
+		if !strings.Contains(string(md), w) {
+			t.Errorf("runbook with jobs: 8 lacks %q", w)
+		}
+	}
+}
+
+func TestPlanSnapshotEstimate(t *testing.T) {
+	for _, tc := range []struct {
+		total, whole  int64
+		jobs          int
+		data, indexes string
+	}{
+		{0, 0, 2, "under a minute", "under a minute"},
+		{10 << 30, 1 << 30, 2, "about 2 min", "under a minute"}, // 10 GB over 2 × 35 MB/s = 146 s
+		{10 << 30, 8 << 30, 8, "about 4 min", "about 1 min"},    // the 8 GB table copied whole takes 234 s
+		{1 << 40, 1 << 30, 2, "about 4.2 h", "about 1.4 h"},     // 1 TB over 70 MB/s
+		{1 << 40, 1 << 30, 0, "about 8.3 h", "about 2.8 h"},     // no job count: one
+	} {
+		data, indexes := SnapshotEstimate(tc.total, tc.whole, tc.jobs)
+		if got := RoughDuration(data); got != tc.data {
+			t.Errorf("SnapshotEstimate(%d, %d, %d) copies in %s, want %s", tc.total, tc.whole, tc.jobs, got, tc.data)
+		}
+		if got := RoughDuration(indexes); got != tc.indexes {
+			t.Errorf("SnapshotEstimate(%d, %d, %d) builds indexes in %s, want %s", tc.total, tc.whole, tc.jobs, got, tc.indexes)
+		}
+	}
+	// The runbook's figure follows the copy migration.yml chose.
+	f := fixtureFacts()
+	f.SourceBytes, f.LargestBytes, f.LargestWholeBytes = 100<<30, 20<<30, 1<<30
+	if got := RoughDuration(f.Estimate()); got != "about 33 min" {
+		t.Errorf("snapshot estimate with the default jobs: %s", got) // (100 GB / 70 MB/s) × 4/3
+	}
+	f.Jobs = 4
+	if got := RoughDuration(f.Estimate()); got != "about 16 min" {
+		t.Errorf("snapshot estimate with jobs: 4: %s", got)
+	}
+	f.Copy = Native
+	if got := RoughDuration(f.Estimate()); got != "about 17 min" {
+		t.Errorf("native estimate: %s", got) // 100 GB / 100 MB/s; the 20 GB table alone 7 min
 	}
 }
 
@@ -283,6 +416,7 @@ func TestPlanDiff(t *testing.T) {
 		{"sequences and size", func(f *Facts) { f.Sequences = 5; f.SourceBytes *= 3 }, []ch{{"sequences", "", false}, {"size", "", false}}},
 		{"small growth", func(f *Facts) { f.SourceBytes += 1 << 20 }, nil},
 		{"source upgraded", func(f *Facts) { f.Source.Version = "16.1" }, []ch{{"version", "source", true}}},
+		{"copy method changed", func(f *Facts) { f.Copy = Native }, []ch{{"copy", "", true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cur := fixtureFacts()
@@ -309,6 +443,8 @@ func TestPlanMarkdown(t *testing.T) {
 		{"a `<b>` **c** [d](#e) `` x`y ``", "<p>a <code>&lt;b&gt;</code> <strong>c</strong> <a href=\"#e\">d</a> <code>x`y</code></p>\n"},
 		{"| A | B |\n|---|---|\n| `x \\| y` | **z** |", "<table>\n<thead>\n<tr><th>A</th><th>B</th></tr>\n</thead>\n<tbody>\n<tr><td><code>x | y</code></td><td><strong>z</strong></td></tr>\n</tbody>\n</table>\n"},
 		{"unclosed ` tick <script>", "<p>unclosed ` tick &lt;script&gt;</p>\n"},
+		{"1. a\n2. `b`\n- c\n\n10. d", "<ol>\n<li>a</li>\n<li><code>b</code></li>\n</ol>\n<ul>\n<li>c</li>\n</ul>\n<ol>\n<li>d</li>\n</ol>\n"},
+		{"2024. not a list", "<p>2024. not a list</p>\n"},
 	} {
 		if got := Markdown(tc.md); got != tc.want {
 			t.Errorf("Markdown(%q)\n got: %q\nwant: %q", tc.md, got, tc.want)

@@ -85,7 +85,7 @@ func Render(in Input) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range Scripts {
+	for _, s := range ScriptsFor(in.M) {
 		if err := exec(s.Name, "script.sh.tmpl", struct {
 			Script
 			Context string

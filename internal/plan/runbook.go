@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,12 @@ type runbookData struct {
 	Size, Largest          string
 	Estimate               string
 	RatePerWorker          string
+	Native                 bool   // the initial copy is PostgreSQL's table sync
+	RatePerJob             string // the snapshot copy's assumed rate per job
+	Jobs                   int    // its jobs, as the estimate assumes them
+	JobsSet                bool   // set by jobs in migration.yml
+	Split, LargestWhole    string // split_larger_than, and the largest table copied whole
+	OldSource              bool   // a source before 14 splits only on an integer key
 	Access                 []string
 	TargetHost             string
 	Scripts                []Script
@@ -63,9 +70,14 @@ func Runbook(in Input) ([]byte, error) {
 		SrcVersion: version(f.Source), DstVersion: version(f.Target),
 		Admin: orPlaceholder(m.Src.User(), "<admin>"), Repl: orPlaceholder(m.ReplUser, "<replication-user>"),
 		Unfixed: f.Unfixed(), Size: check.PrettyBytes(f.SourceBytes), Largest: check.PrettyBytes(f.LargestBytes),
-		Estimate:      RoughDuration(CopyEstimate(f.SourceBytes, f.LargestBytes, f.SyncWorkers)),
+		Estimate:      RoughDuration(f.Estimate()),
 		RatePerWorker: check.PrettyBytes(copyRate) + "/s",
-		Findings:      f.Findings, Scripts: Scripts,
+		Native:        f.Native(),
+		RatePerJob:    check.PrettyBytes(jobRate) + "/s",
+		Jobs:          f.jobs(), JobsSet: f.Jobs > 0,
+		Split: sizeText(f.SplitLarger), LargestWhole: check.PrettyBytes(f.LargestWholeBytes),
+		OldSource: oldSource(f.Source),
+		Findings:  f.Findings, Scripts: ScriptsFor(m),
 	}
 	d.HBA, d.StopHBA = hbaLines(m)
 	d.Terminate = terminateSQL(m)
@@ -105,6 +117,22 @@ func version(e Endpoint) string {
 		return "PostgreSQL " + f[0]
 	}
 	return "PostgreSQL"
+}
+
+// sizeText words a size as migration.yml would set it (1GB), or as pgmove
+// prints a measured one when it is not a round number of units.
+func sizeText(n int64) string {
+	if s := size(n); strings.ContainsAny(s, "kMG") {
+		return s
+	}
+	return check.PrettyBytes(n)
+}
+
+// oldSource reports a source before PostgreSQL 14, where the snapshot copy
+// splits a table only on an integer key in physical order (no TID range scans).
+func oldSource(e Endpoint) bool {
+	n, err := strconv.Atoi(major(e.Version))
+	return err == nil && n < 14
 }
 
 func orPlaceholder(s, p string) string {

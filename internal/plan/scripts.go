@@ -1,5 +1,7 @@
 package plan
 
+import "github.com/pgmove/pgmove/internal/config"
+
 // Script is one executable of the context directory: the seed's name, the
 // pgmove step it runs, and whether it changes anything.
 type Script struct {
@@ -16,10 +18,14 @@ type Script struct {
 	ApplyFlag string
 	// Effect is one line for the script's header and the runbook.
 	Effect string
+	// Note is more of the header's comment, a line each: why the script
+	// runs its step the way it does.
+	Note []string
 }
 
 // Scripts are the context directory's scripts in the runbook's order: the
-// seed's twelve, plus check, check-plan, cleanup and status.
+// seed's twelve, plus check, check-plan, cleanup and status. They are
+// written for the default snapshot copy; ScriptsFor gives a migration's.
 var Scripts = []Script{
 	{Name: "check", Command: "check", Summary: "everything that blocks or endangers the migration, with the fix for each", Side: "both",
 		Effect: "Read-only: connects to both sides, probes the replication connections (rolled back)."},
@@ -31,12 +37,22 @@ var Scripts = []Script{
 		ApplyFlag: "--apply", Effect: "Prints the ALTER TABLE ... REPLICA IDENTITY statements; --apply runs them on the source."},
 	{Name: "check-special-object", Command: "check-special-object", Summary: "objects logical replication does not carry, and what happens to each", Side: "source",
 		Effect: "Read-only."},
-	{Name: "copy-schema", Command: "copy-schema", Usage: "[--with-owners|--with-grants]", Summary: "restore the source's schema into the target", Side: "target",
-		Mutating: true, Effect: "Changes the target: creates what it lacks, in one transaction; never drops anything, refuses when target tables hold rows."},
+	{Name: "copy-schema", Command: "copy-schema --section pre-data", Usage: "[--with-owners|--with-grants]", Summary: "restore the source's schema into the target, without the indexes, constraints and triggers that create-sub adds after the copy", Side: "target",
+		Mutating: true, Effect: "Changes the target: creates what it lacks, in one transaction; never drops anything, refuses when target tables hold rows.",
+		Note: []string{
+			"Only the pre-data part (tables without indexes and constraints): the",
+			"initial copy is the snapshot copy, which loads bare tables much faster;",
+			"create-sub builds the indexes and constraints after the data, then",
+			"restores the rest (foreign keys, triggers, policies).",
+		}},
 	{Name: "create-pub", Command: "create-pub", Summary: "create the publication on the source, or bring it up to date", Side: "source",
 		Mutating: true, Effect: "Changes the source: CREATE PUBLICATION (or ALTER ... ADD/DROP TABLE) for the tables to migrate."},
-	{Name: "create-sub", Command: "create-sub", Summary: "create the subscription on the target: initial copy, then live changes", Side: "target",
-		Mutating: true, Effect: "Changes both: the subscription on the target, its replication slot on the source; the initial copy starts."},
+	{Name: "create-sub", Command: "create-sub", Usage: "[--jobs N] [--with-owners|--with-grants]", Summary: "copy every table under one snapshot, build the indexes and constraints, then create the subscription for the live changes", Side: "both",
+		Mutating: true, Effect: "Changes both: the replication slot on the source; the rows, indexes, constraints and subscription on the target. Runs until the copy is done.",
+		Note: []string{
+			"An interrupted copy restarts from a new slot when this runs again; one",
+			"that copied every table resumes at the index builds.",
+		}},
 	{Name: "progress", Command: "progress", Usage: "[--watch]", Summary: "per-table copy state, replication lag, throughput and ETA", Side: "both",
 		Effect: "Read-only."},
 	{Name: "copy-seq", Command: "copy-seq", Usage: "[--offset N]", Summary: "copy every sequence's value to the target (at the switch, writes stopped)", Side: "target",
@@ -51,6 +67,29 @@ var Scripts = []Script{
 		Mutating: true, Effect: "Changes both: data and schema are left alone."},
 	{Name: "status", Command: "status", Summary: "where the migration stands and the next step", Side: "both",
 		Effect: "Read-only."},
+}
+
+// nativeScripts replace the scripts whose step differs when the initial
+// copy is PostgreSQL's table sync (copy: native), as in the seed: the whole
+// schema first, indexes included, then a subscription that copies.
+var nativeScripts = map[string]Script{
+	"copy-schema": {Name: "copy-schema", Command: "copy-schema", Usage: "[--with-owners|--with-grants]", Summary: "restore the source's schema into the target", Side: "target",
+		Mutating: true, Effect: "Changes the target: creates what it lacks, in one transaction; never drops anything, refuses when target tables hold rows."},
+	"create-sub": {Name: "create-sub", Command: "create-sub", Summary: "create the subscription on the target: initial copy, then live changes", Side: "target",
+		Mutating: true, Effect: "Changes both: the subscription on the target, its replication slot on the source; the initial copy starts."},
+}
+
+// ScriptsFor returns the scripts for m's initial copy.
+func ScriptsFor(m *config.Migration) []Script {
+	out := append([]Script{}, Scripts...)
+	if copyMethod(m) == Native {
+		for i, s := range out {
+			if n, ok := nativeScripts[s.Name]; ok {
+				out[i] = n
+			}
+		}
+	}
+	return out
 }
 
 // script finds a script by name.

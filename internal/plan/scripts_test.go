@@ -91,7 +91,7 @@ func TestPlanScriptsBehave(t *testing.T) {
 		{name: "outside the context", line: "./copy-schema -y", code: 2, output: "run: . ./activate first"},
 		{name: "activate executed, not sourced", line: "./activate", code: 2, output: "activate must be sourced"},
 		{name: "no terminal and no -y", line: act + "./copy-schema", code: 2,
-			calls: []string{cfg + "copy-schema --dry-run"}, output: "nothing changed; read the statements above, then rerun with -y"},
+			calls: []string{cfg + "copy-schema --section pre-data --dry-run"}, output: "nothing changed; read the statements above, then rerun with -y"},
 		{name: "-y shows, then runs", line: act + "./create-pub -y", code: 0,
 			calls: []string{cfg + "create-pub --dry-run", cfg + "create-pub"}, output: "fake pgmove " + cfg + "create-pub --dry-run", log: "confirmed by"},
 		{name: "arguments pass through", line: act + "./next-seq 500 --yes", code: 0,
