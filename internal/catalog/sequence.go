@@ -76,29 +76,46 @@ func Sequences(ctx context.Context, c *cluster.Conn) ([]*Sequence, error) {
 // hundred per query. (pg_sequences hides is_called, and its last_value is
 // NULL for a sequence never used, so read the relations themselves.)
 func ReadSequenceValues(ctx context.Context, q Querier, seqs []*Sequence) error {
+	return UnionAll(ctx, q, len(seqs),
+		func(i int) string { return "SELECT last_value::int8, is_called FROM " + seqs[i].Ident() },
+		func(i int, vals []any) error {
+			last, ok1 := vals[0].(int64)
+			called, ok2 := vals[1].(bool)
+			if !ok1 || !ok2 {
+				return fmt.Errorf("sequence %s: unexpected values %v", seqs[i], vals)
+			}
+			seqs[i].LastValue, seqs[i].IsCalled = last, called
+			return nil
+		})
+}
+
+// UnionAll runs one small query per relation, n of them, a few hundred at a
+// time as one UNION ALL statement: thousands of relations cost a handful of
+// round trips. part(i) is the i-th query (it may return no row); row(i,
+// vals) receives each row it returns, decoded.
+func UnionAll(ctx context.Context, q Querier, n int, part func(i int) string, row func(i int, vals []any) error) error {
 	const batch = 200
-	for i := 0; i < len(seqs); i += batch {
-		part := seqs[i:min(i+batch, len(seqs))]
+	for lo := 0; lo < n; lo += batch {
 		var sb strings.Builder
-		for j, s := range part {
-			if j > 0 {
+		for i := lo; i < min(lo+batch, n); i++ {
+			if i > lo {
 				sb.WriteString(" UNION ALL ")
 			}
-			fmt.Fprintf(&sb, "SELECT %d AS i, last_value::int8, is_called FROM %s", j, s.Ident())
+			fmt.Fprintf(&sb, "SELECT %d::int8 AS pgmove_i, p.* FROM (%s) AS p", i, part(i))
 		}
 		rows, err := q.Query(ctx, sb.String())
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			var j int
-			var last int64
-			var called bool
-			if err := rows.Scan(&j, &last, &called); err != nil {
+			vals, err := rows.Values()
+			if err == nil {
+				err = row(int(vals[0].(int64)), vals[1:])
+			}
+			if err != nil {
 				rows.Close()
 				return err
 			}
-			part[j].LastValue, part[j].IsCalled = last, called
 		}
 		if err := rows.Err(); err != nil {
 			return err

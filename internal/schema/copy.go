@@ -172,31 +172,11 @@ func TablesWithRows(ctx context.Context, c *cluster.Conn) ([]string, error) {
 		}
 	}
 	var full []string
-	const batch = 200
-	for i := 0; i < len(tables); i += batch {
-		part := tables[i:min(i+batch, len(tables))]
-		var sb strings.Builder
-		for j, t := range part {
-			if j > 0 {
-				sb.WriteString(" UNION ALL ")
-			}
-			fmt.Fprintf(&sb, "SELECT %d WHERE EXISTS (SELECT 1 FROM ONLY %s)", j, t.Ident())
-		}
-		rows, err := c.Query(ctx, sb.String())
-		if err != nil {
-			return nil, c.Wrap("look for rows in existing tables", err)
-		}
-		for rows.Next() {
-			var j int
-			if err := rows.Scan(&j); err != nil {
-				rows.Close()
-				return nil, c.Wrap("look for rows in existing tables", err)
-			}
-			full = append(full, part[j].String())
-		}
-		if err := rows.Err(); err != nil {
-			return nil, c.Wrap("look for rows in existing tables", err)
-		}
+	err = catalog.UnionAll(ctx, c, len(tables),
+		func(i int) string { return "SELECT WHERE EXISTS (SELECT 1 FROM ONLY " + tables[i].Ident() + ")" },
+		func(i int, _ []any) error { full = append(full, tables[i].String()); return nil })
+	if err != nil {
+		return nil, c.Wrap("look for rows in existing tables", err)
 	}
 	return full, nil
 }
