@@ -131,9 +131,12 @@ A migration, step by step (or all of it with migrate):
   progress       per-table copy state, lag, throughput, ETA
   (stop writes on the source)
   copy-seq       sequences (and what replication does not carry) to the target
-  compare        row counts, checksums and sequences on both sides
+  compare        row counts, checksums and sequences on both sides (--schema: DDL)
   (switch traffic to the target)
   remove-sub / cleanup
+
+plan writes all of it as the seed's directory of reviewable scripts, with a
+runbook filled in for this migration; status says where a migration stands.
 
 ` + exitCodesHelp,
 		SilenceUsage:  true,
