@@ -93,10 +93,7 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 	if err != nil {
 		return nil, err
 	}
-	plan, err := planTargets(leaves, ssnap, dsnap)
-	if err != nil {
-		return nil, err
-	}
+	plan := loadedTargets(leaves, ssnap, dsnap)
 
 	switch {
 	case resumePoint != 0:
@@ -131,7 +128,7 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 
 	start := time.Now()
 	say("index: building indexes and constraints with %d job(s)", max(o.Copy.Jobs, 1))
-	tables, err := replanForIndexes(ctx, src, dst, leaves, ssnap, o)
+	tables, err := indexTables(ctx, dst, leaves, ssnap)
 	if err != nil {
 		return nil, err
 	}
@@ -231,23 +228,19 @@ func snapshotConn(ctx context.Context, m *config.Migration, snapshot string) (*c
 	return c, nil
 }
 
-// planTargets maps each leaf to the target table its rows go to, without
-// reading columns: enough to empty them for a restart.
-func planTargets(leaves []*catalog.Table, ssnap, dsnap *catalog.Snapshot) ([]catalog.QualifiedName, error) {
+// loadedTargets lists the target tables the leaves' rows go to: what an
+// interrupted copy may have loaded.
+func loadedTargets(leaves []*catalog.Table, ssnap, dsnap *catalog.Snapshot) []catalog.QualifiedName {
 	var out []catalog.QualifiedName
 	seen := map[string]bool{}
 	for _, t := range leaves {
-		q := catalog.QualifiedName{Schema: t.Schema, Name: t.Name}
-		if d := dsnap.Find(t.Schema, t.Name); d == nil || d.Kind != 'r' {
-			r := ssnap.Root(t)
-			q = catalog.QualifiedName{Schema: r.Schema, Name: r.Name}
-		}
-		if !seen[q.Ident()] {
-			seen[q.Ident()] = true
-			out = append(out, q)
+		ct := newTable(t, ssnap, dsnap)
+		if ct.dst != nil && !seen[ct.Target.Ident()] {
+			seen[ct.Target.Ident()] = true
+			out = append(out, ct.Target)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // truncate empties the target tables an interrupted copy loaded.
@@ -262,20 +255,16 @@ func truncate(ctx context.Context, r cluster.Runner, dst *cluster.Conn, tables [
 	return r.Exec(ctx, dst, fmt.Sprintf("empty the %d table(s) the interrupted copy loaded", len(ids)), "TRUNCATE "+strings.Join(ids, ", "))
 }
 
-// replanForIndexes rebuilds the copy plan's table list (without ranges or
+// indexTables rebuilds the copy plan's table list (without ranges or
 // columns) for the index phase, which may run in a later process.
-func replanForIndexes(ctx context.Context, src, dst *cluster.Conn, leaves []*catalog.Table, ssnap *catalog.Snapshot, o HandoffOptions) ([]*Table, error) {
+func indexTables(ctx context.Context, dst *cluster.Conn, leaves []*catalog.Table, ssnap *catalog.Snapshot) ([]*Table, error) {
 	dsnap, err := catalog.Tables(ctx, dst)
 	if err != nil {
 		return nil, err
 	}
 	var out []*Table
 	for _, t := range leaves {
-		ct := &Table{Src: t, Name: t.String(), Bytes: t.Bytes}
-		if d := dsnap.Find(t.Schema, t.Name); d != nil && d.Kind == 'r' {
-			ct.Target, ct.Direct = catalog.QualifiedName{Schema: t.Schema, Name: t.Name}, true
-		}
-		out = append(out, ct)
+		out = append(out, newTable(t, ssnap, dsnap))
 	}
 	return out, nil
 }

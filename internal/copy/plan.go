@@ -28,6 +28,7 @@ type Table struct {
 	// when the table is copied whole.
 	SplitOn string
 	Chunks  []Chunk
+	dst     *catalog.Table // the target relation rows go to, nil if missing
 }
 
 // Chunk is a range of a table copied in one target transaction.
@@ -110,6 +111,25 @@ func intKeys(ctx context.Context, c *cluster.Conn, oids []uint32) (map[uint32]in
 	return out, c.Wrap("read primary keys", rows.Err())
 }
 
+// newTable maps a source leaf to where its rows go on the target: the table
+// of the same name when it is a plain table there (Direct), else, for a
+// partition, the root of its tree, which routes the rows (the target
+// partitions differently). dst is nil when neither exists.
+func newTable(t *catalog.Table, ssnap, dsnap *catalog.Snapshot) *Table {
+	ct := &Table{Src: t, Name: t.String(), Bytes: t.Bytes}
+	if d := dsnap.Find(t.Schema, t.Name); d != nil && d.Kind == 'r' {
+		ct.Target, ct.Direct, ct.dst = catalog.QualifiedName{Schema: t.Schema, Name: t.Name}, true, d
+		return ct
+	}
+	if t.Partition {
+		root := ssnap.Root(t)
+		if d := dsnap.Find(root.Schema, root.Name); d != nil {
+			ct.Target, ct.dst = catalog.QualifiedName{Schema: root.Schema, Name: root.Name}, d
+		}
+	}
+	return ct
+}
+
 // Plan decides how each table is copied: columns, format, target and
 // ranges. src must be inside the copy's snapshot, so key ranges are those of
 // the rows the copy will see.
@@ -130,21 +150,13 @@ func Plan(ctx context.Context, src, dst *cluster.Conn, ssnap, dsnap *catalog.Sna
 	targets := map[*Table]*catalog.Table{}
 	var dstOIDs []uint32
 	for _, t := range leaves {
-		ct := &Table{Src: t, Name: t.String(), Bytes: t.Bytes}
-		d := dsnap.Find(t.Schema, t.Name)
-		switch {
-		case d != nil && d.Kind == 'r':
-			ct.Target, ct.Direct = catalog.QualifiedName{Schema: t.Schema, Name: t.Name}, true
-		case t.Partition:
-			// The target partitions differently: rows go through its root,
-			// which routes them.
-			root := ssnap.Root(t)
-			d = dsnap.Find(root.Schema, root.Name)
-			if d == nil {
+		ct := newTable(t, ssnap, dsnap)
+		d := ct.dst
+		if d == nil {
+			if t.Partition {
+				root := ssnap.Root(t)
 				return nil, fmt.Errorf("target: neither %s nor its root %s exists on the target; run pgmove copy-schema", t, root)
 			}
-			ct.Target = catalog.QualifiedName{Schema: root.Schema, Name: root.Name}
-		default:
 			return nil, fmt.Errorf("target: table %s does not exist on the target; run pgmove copy-schema", t)
 		}
 		targets[ct] = d
