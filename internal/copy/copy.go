@@ -22,9 +22,12 @@ import (
 type Options struct {
 	Jobs        int   // parallel COPY streams (and index builds)
 	SplitLarger int64 // tables larger than this are copied in ranges; 0 never
-	// Freeze loads tables copied whole with TRUNCATE + COPY FREEZE: no
-	// later vacuum has to freeze them, but on PostgreSQL 17 the load itself
-	// measured some 30% slower, so it is asked for, not the default.
+	// Freeze loads tables copied whole with TRUNCATE + COPY FREEZE. The
+	// rows land frozen with their hint bits set, so the index builds' scans
+	// do not dirty (and write out) every page again, and no anti-wraparound
+	// vacuum has to rewrite the table later. Measured on a 2-core machine
+	// (pgbench scale 100, PostgreSQL 17): the load as fast as a plain COPY,
+	// the primary key's build 25-30% faster.
 	Freeze bool
 	Status *Status // progress, shared with pgmove progress through a file
 	// Replace empties each target table in the loading transaction: for
@@ -77,11 +80,6 @@ func openSource(ctx context.Context, m *config.Migration, snapshot string, srcVe
 	sql := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 	if snapshot != "" {
 		sql += "; SET TRANSACTION SNAPSHOT " + quoteLiteral(snapshot)
-	}
-	if srcVersion < 140000 {
-		// Key ranges are read through the key's index: a sequential scan
-		// would read the whole table for each range.
-		sql += "; SET LOCAL enable_seqscan = off"
 	}
 	if err := conn.Exec(ctx, sql).Close(); err != nil {
 		conn.Close(context.Background())
@@ -179,7 +177,13 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 			return err
 		}
 		j.st.start()
-		rows, err := w.copyChunk(ctx, j, binary, o)
+		var rows int64
+		var err error
+		if j.t.Fan > 1 {
+			rows, err = w.copyFan(ctx, j, binary)
+		} else {
+			rows, err = w.copyChunk(ctx, j, binary, o)
+		}
 		if err == nil {
 			j.st.chunkDone(rows)
 			return nil
@@ -187,6 +191,9 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		j.st.retry()
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.As(err, new(permanent)) {
+			return err
 		}
 		lastErr = err
 		if binary && cluster.SQLState(err) != "" {

@@ -35,7 +35,8 @@ type TableStatus struct {
 	Rows       int64  `json:"rows"`
 	Bytes      int64  `json:"bytes"`       // sent to the target so far
 	TotalBytes int64  `json:"total_bytes"` // size on the source
-	Chunks     int    `json:"chunks"`
+	Chunks     int    `json:"chunks"`  // ranges, each loaded in a transaction of its own
+	Streams    int    `json:"streams"` // target sessions loading it at once, at most
 	ChunksDone int    `json:"chunks_done"`
 	Retries    int    `json:"retries"`
 	Format     string `json:"format"`
@@ -87,7 +88,7 @@ func (s *Status) table(t *Table) *TableStatus {
 	if t.Binary {
 		format = "binary"
 	}
-	st := &TableStatus{Name: t.Name, State: "waiting", TotalBytes: t.Bytes, Chunks: len(t.Chunks), Format: format}
+	st := &TableStatus{Name: t.Name, State: "waiting", TotalBytes: t.Bytes, Chunks: len(t.Chunks), Streams: t.Streams(), Format: format}
 	s.byTable[t] = st
 	s.Tables = append(s.Tables, st)
 	return st
