@@ -186,38 +186,43 @@ func (b *bench) run(ctx context.Context) error {
 // runDataset times each tool on the chosen target, then, when pgcopydb
 // failed there, pgcopydb and pgmove again on a PostgreSQL 15 target.
 func (b *bench) runDataset(ctx context.Context, ds *dataset) {
-	var pgcopydbFailed bool
-	for _, tool := range b.o.tools {
-		if tool == toolPgcopydb && b.pgcopydb == "" {
-			ds.Runs = append(ds.Runs, runResult{Tool: tool, Error: "skipped: pgcopydb is not installed"})
-			continue
-		}
-		r := b.timeTool(ctx, ds, tool, b.o.dstMajor)
-		ds.Runs = append(ds.Runs, r)
-		if tool == toolPgcopydb && r.Error != "" {
-			pgcopydbFailed = true
-		}
-		if ctx.Err() != nil {
-			return
+	pgcopydbFailed := false
+	rounds := func(tools []string, major int) {
+		for round := 1; round <= b.o.runs; round++ {
+			for _, tool := range tools {
+				if tool == toolPgcopydb && b.pgcopydb == "" {
+					if round == 1 {
+						ds.Runs = append(ds.Runs, runResult{Tool: tool, Round: round, Error: "skipped: pgcopydb is not installed"})
+					}
+					continue
+				}
+				r := b.timeTool(ctx, ds, tool, major, round)
+				ds.Runs = append(ds.Runs, r)
+				if tool == toolPgcopydb && r.Error != "" && major == b.o.dstMajor {
+					pgcopydbFailed = true
+				}
+				if ctx.Err() != nil {
+					return
+				}
+			}
 		}
 	}
-	if !pgcopydbFailed || b.o.dstMajor == fallbackMajor {
+	rounds(b.o.tools, b.o.dstMajor)
+	if !pgcopydbFailed || b.o.dstMajor == fallbackMajor || ctx.Err() != nil {
 		return
 	}
 	b.progress("%s: pgcopydb failed against PostgreSQL %d; timing pgcopydb and pgmove again on a PostgreSQL %d target", ds.Name, b.o.dstMajor, fallbackMajor)
 	if _, err := b.target(ctx, fallbackMajor); err != nil {
-		ds.Runs = append(ds.Runs, runResult{Tool: toolPgcopydb, TargetMajor: fallbackMajor, Error: "failed: " + oneLine(err.Error())})
+		ds.Runs = append(ds.Runs, runResult{Tool: toolPgcopydb, TargetMajor: fallbackMajor, Round: 1, Error: "failed: " + oneLine(err.Error())})
 		return
 	}
+	var tools []string
 	for _, tool := range []string{toolPgcopydb, toolPgmove} {
-		if !b.o.has(tool) {
-			continue
-		}
-		ds.Runs = append(ds.Runs, b.timeTool(ctx, ds, tool, fallbackMajor))
-		if ctx.Err() != nil {
-			return
+		if b.o.has(tool) {
+			tools = append(tools, tool)
 		}
 	}
+	rounds(tools, fallbackMajor)
 }
 
 // target returns the target server of that major, starting it the first time.

@@ -53,6 +53,8 @@ type options struct {
 	keep               bool
 	timeout            time.Duration // per tool run
 	pgmove             string
+	pgmoveArgs         []string
+	runs               int
 	pgcopydb           string
 	results            string
 }
@@ -138,14 +140,20 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	fs.IntVar(&o.rows, "rows", specRows, "rows per table of dataset tables")
 	fs.StringVar(&o.only, "only", "", "run one dataset only: pgbench or tables")
 	tools := fs.String("tools", strings.Join(allTools, ","), "tools to time, comma-separated: native, pgmove, pgcopydb")
+	fs.IntVar(&o.runs, "runs", 3, "time each tool this many times, taking turns; ratios are of the medians")
 	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "parallel jobs given to pgmove and pgcopydb")
 	fs.BoolVar(&o.keep, "keep", false, "leave the servers running at the end (and print how to reach them)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Hour, "give up on one tool run after this long")
 	fs.StringVar(&o.pgmove, "pgmove", "bin/pgmove", "the pgmove binary to time")
+	pgmoveArgs := fs.String("pgmove-args", "", "more arguments for pgmove migrate, space-separated (to compare its options)")
 	fs.StringVar(&o.pgcopydb, "pgcopydb", "pgcopydb", "the pgcopydb binary to time (looked up on PATH)")
 	fs.StringVar(&o.results, "results", "bench/results", "directory for the JSON results and the tools' logs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	o.pgmoveArgs = strings.Fields(*pgmoveArgs)
+	if o.runs < 1 {
+		return nil, fmt.Errorf("-runs %d: want 1 or more", o.runs)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q; see -h", fs.Arg(0))

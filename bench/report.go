@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -102,22 +103,56 @@ func ratioTarget(ds *dataset, tool string, major int, want float64) targetResult
 	default:
 		ratio := other.Seconds / pgm.Seconds
 		t.Got = fmt.Sprintf("%.2f× (%.1f s vs %.1f s)", ratio, other.Seconds, pgm.Seconds)
+		if n := okRuns(ds, toolPgmove, major); n > 1 {
+			t.Got = fmt.Sprintf("%.2f× (medians of %d runs: %.1f s vs %.1f s)", ratio, n, other.Seconds, pgm.Seconds)
+		}
 		t.Status = passFail(ratio >= want)
 	}
 	return t
 }
 
+// find returns the tool's median run on that target major among those
+// that finished (the faster of the two middle ones for an even count), or
+// its first run when none finished.
 func find(ds *dataset, tool string, major int) *runResult {
+	var ok []*runResult
+	var first *runResult
 	for i := range ds.Runs {
 		if r := &ds.Runs[i]; r.Tool == tool && r.TargetMajor == major {
+			if first == nil {
+				first = r
+			}
+			if r.Error == "" {
+				ok = append(ok, r)
+			}
+		}
+	}
+	if len(ok) == 0 {
+		return first
+	}
+	sort.SliceStable(ok, func(i, j int) bool { return ok[i].Seconds < ok[j].Seconds })
+	return ok[(len(ok)-1)/2]
+}
+
+// okRuns counts the tool's finished runs on that target major.
+func okRuns(ds *dataset, tool string, major int) int {
+	n := 0
+	for _, r := range ds.Runs {
+		if r.Tool == tool && r.TargetMajor == major && r.Error == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// inRound returns the tool's run of that round on that target major.
+func inRound(ds *datasetResult, tool string, major, round int) *runResult {
+	for i := range ds.Runs {
+		if r := &ds.Runs[i]; r.Tool == tool && r.TargetMajor == major && r.Round == round {
 			return r
 		}
 	}
 	return nil
-}
-
-func findResult(ds *datasetResult, tool string, major int) *runResult {
-	return find(&dataset{datasetResult: *ds}, tool, major)
 }
 
 func passFail(ok bool) string {
@@ -142,6 +177,11 @@ func writeHeader(w io.Writer, res results, o *options) {
 	fmt.Fprintln(w, "  pgcopydb = pgcopydb clone. Each gets a fresh empty target database; seconds are the whole command, wall clock.")
 	fmt.Fprintln(w, "  MB/s = the source's table data (sum of pg_table_size, MB of 2^20 bytes) / seconds. Peak RSS = ru_maxrss of the tool's process")
 	fmt.Fprintln(w, "  (the largest of it and the children it waited for, such as pg_dump and pg_restore).")
+	fmt.Fprintf(w, "  Each tool runs %d time(s), the tools taking turns (round after round) on a machine whose speed drifts; before each run\n", o.runs)
+	fmt.Fprintln(w, "  both servers are checkpointed and the page cache is synced. Targets compare the tools' median times.")
+	if len(o.pgmoveArgs) > 0 {
+		fmt.Fprintf(w, "  pgmove runs with extra arguments: %s\n", strings.Join(o.pgmoveArgs, " "))
+	}
 	if !o.fullSize() {
 		fmt.Fprintf(w, "NOTE: smaller datasets than the targets were set for (pgbench scale %d, %d tables of %d rows): the PASS/FAIL lines are indicative only.\n",
 			specScale, specTables, specRows)
@@ -153,7 +193,7 @@ func writeDataset(w io.Writer, res results, ds *datasetResult) {
 	fmt.Fprintf(w, "\n== %s: %d tables, %d rows, %d indexes, %.1f MB of table data (built in %.1f s)\n",
 		ds.Description, ds.Tables, ds.Rows, ds.Indexes, ds.MB, ds.BuildSeconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "tool\ttarget\tseconds\tMB/s\tvs pgmove (same target)\tpeak RSS\ttarget = source")
+	fmt.Fprintln(tw, "tool\tround\ttarget\tseconds\tMB/s\tvs pgmove (same target and round)\tpeak RSS\ttarget = source")
 	for i := range ds.Runs {
 		r := &ds.Runs[i]
 		target := "-"
@@ -161,11 +201,11 @@ func writeDataset(w io.Writer, res results, ds *datasetResult) {
 			target = "PG " + r.Target
 		}
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t%s\n", r.Tool, target, r.Error)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t%s\n", r.Tool, r.Round, target, r.Error)
 			continue
 		}
 		vs := "-"
-		if pgm := findResult(ds, toolPgmove, r.TargetMajor); r.Tool != toolPgmove && pgm != nil && pgm.Error == "" {
+		if pgm := inRound(ds, toolPgmove, r.TargetMajor, r.Round); r.Tool != toolPgmove && pgm != nil && pgm.Error == "" {
 			ratio := r.Seconds / pgm.Seconds
 			if ratio >= 1 {
 				vs = fmt.Sprintf("%s %.2f× slower", r.Tool, ratio)
@@ -177,7 +217,7 @@ func writeDataset(w io.Writer, res results, ds *datasetResult) {
 		if r.Leftovers != "" {
 			check += "; " + r.Leftovers
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%.0f MB\t%s\n", r.Tool, target, r.Seconds, r.MBps, vs, r.PeakRSSMB, check)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%.1f\t%s\t%.0f MB\t%s\n", r.Tool, r.Round, target, r.Seconds, r.MBps, vs, r.PeakRSSMB, check)
 	}
 	tw.Flush()
 	writeTargets(w, ds)

@@ -34,6 +34,7 @@ var (
 type runResult struct {
 	Tool        string  `json:"tool"`
 	TargetMajor int     `json:"target_major"`
+	Round       int     `json:"round"` // 1..runs: the tools take turns, round after round
 	Target      string  `json:"target_version,omitempty"`
 	Command     string  `json:"command,omitempty"` // argv, password-free
 	Seconds     float64 `json:"seconds,omitempty"`
@@ -54,10 +55,10 @@ func (r *runResult) ok() bool { return r.Error == "" && r.Equal }
 
 // timeTool gives the tool a fresh empty target database, times it end to
 // end, checks the target against the source and clears up after it.
-func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major int) runResult {
+func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, round int) runResult {
 	dst := b.dst[major]
-	r := runResult{Tool: tool, TargetMajor: major, Target: shortVersion(dst)}
-	tag := fmt.Sprintf("%s-%s-pg%d", ds.Name, tool, major)
+	r := runResult{Tool: tool, TargetMajor: major, Target: shortVersion(dst), Round: round}
+	tag := fmt.Sprintf("%s-%s-pg%d-%d", ds.Name, tool, major, round)
 	r.Log = filepath.Join(b.logDir, tag+".log")
 	fail := func(err error) runResult {
 		r.Error = "failed: " + oneLine(err.Error())
@@ -70,12 +71,16 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major in
 		return fail(fmt.Errorf("target: %w", err))
 	}
 	// The same starting point for every tool: no autovacuum at work, no
-	// dirty buffers to write out.
+	// dirty buffers to write out, and no dirty page cache either: the
+	// servers run with fsync off, so what the previous tool wrote is still
+	// on its way to the disk, and the kernel would throttle the next tool's
+	// writes while it drains.
 	for _, s := range []*pgserver.Server{b.src, dst} {
 		if err := b.quiesce(ctx, s); err != nil {
 			return fail(err)
 		}
 	}
+	syscall.Sync()
 	home := filepath.Join(b.work, tag) // pgmove's context dir (journal) goes under HOME
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return fail(fmt.Errorf("work dir: %w", err))
@@ -93,6 +98,7 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major in
 		argv = []string{b.o.pgmove, "--src", srcURL, "--dst", dstURL, "migrate", "--copy", "native"}
 	case toolPgmove:
 		argv = []string{b.o.pgmove, "--src", srcURL, "--dst", dstURL, "migrate", "--jobs", strconv.Itoa(b.o.jobs)}
+		argv = append(argv, b.o.pgmoveArgs...)
 	case toolPgcopydb:
 		argv = []string{b.pgcopydb, "clone", "--source", srcURL, "--target", dstURL,
 			"--dir", filepath.Join(home, "pgcopydb"),
