@@ -180,3 +180,43 @@ func TestSplitCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestFreezeCopy loads a table of more than 64 MB whole with TRUNCATE +
+// COPY FREEZE (its rows land frozen), and falls back to a plain COPY where
+// the target refuses the TRUNCATE: there, a table the target already had
+// is referenced by a foreign key.
+func TestFreezeCopy(t *testing.T) {
+	p := newPair(t, 15, 16)
+	ddl := `CREATE TABLE parent (id bigint PRIMARY KEY, payload text NOT NULL);
+		CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint REFERENCES parent);
+		CREATE TABLE wide (id bigint PRIMARY KEY, payload text NOT NULL)`
+	pgtest.Exec(t, p.src, "meta", ddl+`;
+		INSERT INTO parent SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 600000) g;
+		INSERT INTO wide SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 600000) g;
+		INSERT INTO child SELECT g, g FROM generate_series(1, 1000) g;
+		GRANT SELECT ON ALL TABLES IN SCHEMA public TO replicator`)
+	pgtest.Exec(t, p.dst, "test", ddl)
+	r := p.must("migrate", "-v")
+	if !strings.Contains(r.stderr+r.stdout, "copy public.parent: TRUNCATE + COPY FREEZE failed") {
+		t.Errorf("no fallback to a plain COPY for parent: %s", r)
+	}
+	// COPY FREEZE marks the pages it fills all-frozen in the visibility
+	// map (all but those two batches share).
+	frozen := func(table string) float64 {
+		return pgtest.QueryValue[float64](t, p.dst, "test", fmt.Sprintf(
+			`SELECT (count(*) FILTER (WHERE all_frozen))::float8 / count(*) FROM pg_visibility_map('%s')`, table))
+	}
+	pgtest.Exec(t, p.dst, "test", "CREATE EXTENSION IF NOT EXISTS pg_visibility")
+	if got := frozen("wide"); got < 0.9 {
+		t.Errorf("wide: %.0f%% of its pages all-frozen, want nearly all (COPY FREEZE)", 100*got)
+	}
+	if got := frozen("parent"); got > 0.1 {
+		t.Errorf("parent: %.0f%% of its pages all-frozen, want none (a plain COPY)", 100*got)
+	}
+	p.must("progress", "--wait", "--timeout", "2m")
+	r = p.must("compare", "--checksum")
+	if !strings.Contains(r.stdout, "equal: 3 table(s)") {
+		t.Fatalf("compare: %s", r)
+	}
+	assertSameRows(t, p.src, p.dst, "parent", "child", "wide")
+}
