@@ -35,8 +35,8 @@ type TableStatus struct {
 	Rows       int64  `json:"rows"`
 	Bytes      int64  `json:"bytes"`       // sent to the target so far
 	TotalBytes int64  `json:"total_bytes"` // size on the source
-	Chunks     int    `json:"chunks"`  // ranges, each loaded in a transaction of its own
-	Streams    int    `json:"streams"` // target sessions loading it at once, at most
+	Chunks     int    `json:"chunks"`      // ranges, each loaded in a transaction of its own
+	Streams    int    `json:"streams"`     // target sessions loading it at once, at most
 	ChunksDone int    `json:"chunks_done"`
 	Retries    int    `json:"retries"`
 	Format     string `json:"format"`
