@@ -33,6 +33,11 @@ type Options struct {
 	// Replace empties each target table in the loading transaction: for
 	// tables copied again (unlogged tables at the switch).
 	Replace bool
+	// Inline holds, per table, the index builds a worker runs as soon as
+	// it has loaded the table (see InlineBuilds).
+	Inline map[*Table]Inline
+	// InlineBuilt counts the index builds done that way.
+	InlineBuilt *atomic.Int64
 }
 
 // freezeFrom is the size from which a table loaded whole is loaded with
@@ -192,6 +197,7 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		}
 		if err == nil {
 			j.st.chunkDone(rows)
+			w.buildInline(ctx, j.t, o)
 			return nil
 		}
 		j.st.retry()
@@ -218,6 +224,23 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		}
 	}
 	return lastErr
+}
+
+// buildInline runs the table's inline index builds. A failure is not the
+// copy's: the rows are in, and BuildIndexes, which comes next, builds what
+// is missing and reports what it cannot.
+func (w *worker) buildInline(ctx context.Context, t *Table, o Options) {
+	in, ok := o.Inline[t]
+	if !ok || len(in.Stmts) == 0 {
+		return
+	}
+	if err := in.run(ctx, w.dst); err != nil {
+		slog.Info(fmt.Sprintf("index %s: %v; left to the index phase", t.Name, err))
+		return
+	}
+	if o.InlineBuilt != nil {
+		o.InlineBuilt.Add(int64(in.Builds))
+	}
 }
 
 // copyChunk streams one chunk from the source straight into the target.

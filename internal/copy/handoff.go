@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -49,6 +50,7 @@ type HandoffResult struct {
 	Resumed         string // "", or what an earlier run left that this one reused or restarted
 	CopyTime        time.Duration
 	IndexTime       time.Duration
+	inlineBuilt     atomic.Int64 // index builds done by the copy workers
 }
 
 // Handoff is the default initial copy: the slot with its exported snapshot,
@@ -133,12 +135,17 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 		return nil, err
 	}
 	n, err := BuildIndexes(ctx, m, src, dst, tables, IndexOptions{Jobs: o.Copy.Jobs, MaintenanceWorkMem: o.MaintenanceWorkMem, Status: o.Copy.Status})
-	res.Indexes = n
+	inline := int(res.inlineBuilt.Load())
+	res.Indexes = n + inline
 	res.IndexTime = time.Since(start)
 	if err != nil {
 		return nil, err
 	}
-	say("index: %d index(es) and constraint(s) built in %s", n, res.IndexTime.Round(100*time.Millisecond))
+	if inline > 0 {
+		say("index: %d index(es) and constraint(s) built in %s, and %d of small tables while copying", n, res.IndexTime.Round(100*time.Millisecond), inline)
+	} else {
+		say("index: %d index(es) and constraint(s) built in %s", n, res.IndexTime.Round(100*time.Millisecond))
+	}
 	// The rest of the schema goes in before the subscription starts: DDL
 	// such as ADD FOREIGN KEY or ATTACH PARTITION racing the apply worker's
 	// row locks deadlocks.
@@ -198,7 +205,13 @@ func copyData(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, 
 	}
 	o.Copy.Status.Register(tables)
 	start := time.Now()
-	if err := Run(ctx, m, slot.Snapshot, src.VersionNum, tables, o.Copy); err != nil {
+	inline, err := InlineBuilds(ctx, src, dst, tables)
+	if err != nil {
+		return failed(err)
+	}
+	copyOpts := o.Copy
+	copyOpts.Inline, copyOpts.InlineBuilt = inline, &res.inlineBuilt
+	if err := Run(ctx, m, slot.Snapshot, src.VersionNum, tables, copyOpts); err != nil {
 		return failed(err)
 	}
 	res.CopyTime = time.Since(start)

@@ -98,6 +98,49 @@ func BuildIndexes(ctx context.Context, m *config.Migration, src, dst *cluster.Co
 	return done, err
 }
 
+// InlineBuilds plans, for each table under batchBelow, its index builds
+// and closing statements as one batch that the copy worker runs on its
+// target session as soon as the table is loaded: thousands of small
+// tables get their indexes while the rest is still copying, not in a
+// phase of their own. Big tables keep theirs for BuildIndexes, which builds
+// each index of a table in parallel, and retries whatever a batch here
+// failed to build.
+func InlineBuilds(ctx context.Context, src, dst *cluster.Conn, tables []*Table) (map[*Table]Inline, error) {
+	builds, groups, err := planIndexes(ctx, src, dst, tables)
+	if err != nil {
+		return nil, err
+	}
+	out := map[*Table]Inline{}
+	for _, b := range builds {
+		if t := b.table.t; t.Bytes < batchBelow && t.Streams() == 1 {
+			in := out[t]
+			in.Stmts = append(in.Stmts, b.stmts...)
+			in.Builds++
+			out[t] = in
+		}
+	}
+	for _, g := range groups {
+		if t := g.t; t.Bytes < batchBelow && t.Streams() == 1 && len(g.after) > 0 {
+			in := out[t]
+			in.Stmts = append(in.Stmts, g.after...)
+			out[t] = in
+		}
+	}
+	return out, nil
+}
+
+// Inline is what a copy worker runs on the target right after loading a
+// table: its index builds and closing statements, in one transaction.
+type Inline struct {
+	Stmts  []string
+	Builds int // index builds among them
+}
+
+// run executes the batch with every name resolved as on the source.
+func (in Inline) run(ctx context.Context, conn *pgconn.PgConn) error {
+	return execBatch(ctx, conn, append([]string{"SET LOCAL search_path = pg_catalog"}, in.Stmts...))
+}
+
 // count is how many index builds a build stands for.
 func (b *build) count() int {
 	if b.batch {
