@@ -209,14 +209,15 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		}
 		lastErr = err
 		switch {
-		case freeze && cluster.SQLState(err) != "":
+		case freeze && freezeRefused(err):
 			// TRUNCATE refused (a foreign key from a table the target had
-			// already), or COPY FREEZE: a plain COPY needs neither.
+			// already, no TRUNCATE privilege), or COPY FREEZE: a plain COPY
+			// needs neither.
 			slog.Info(fmt.Sprintf("copy %s: TRUNCATE + COPY FREEZE failed (%v); loading with a plain COPY", j.t.Name, err))
 			freeze = false
-		case binary && cluster.SQLState(err) != "":
-			// A server error on binary data (a type whose binary form the
-			// target rejects): the text format is the portable one.
+		case binary && binaryRefused(err):
+			// The target rejects a value's binary form (a type whose binary
+			// I/O differs between the clusters): text is the portable one.
 			slog.Info(fmt.Sprintf("copy %s: binary COPY failed (%v); retrying in text format", j.t.Name, err))
 			binary = false
 		default:
@@ -224,6 +225,25 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		}
 	}
 	return lastErr
+}
+
+// freezeRefused reports an error of TRUNCATE or COPY FREEZE itself:
+// feature not supported (a table referenced by a foreign key), object not
+// in prerequisite state, insufficient privilege.
+func freezeRefused(err error) bool {
+	switch cluster.SQLState(err) {
+	case "0A000", "55000", "42501":
+		return true
+	}
+	return false
+}
+
+// binaryRefused reports an error the binary format may cause: a data
+// exception (class 22), a type mismatch (class 42) or malformed binary
+// data (08P01). A dropped connection or a server shutting down is not one.
+func binaryRefused(err error) bool {
+	code := cluster.SQLState(err)
+	return strings.HasPrefix(code, "22") || strings.HasPrefix(code, "42") || code == "08P01"
 }
 
 // buildInline runs the table's inline index builds. A failure is not the
@@ -259,6 +279,12 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace b
 	}
 	pr, pw := io.Pipe()
 	counted := &counter{w: pw, n: &j.st.bytes}
+	ok := false
+	defer func() {
+		if !ok {
+			j.st.bytes.Add(-counted.sent) // the retry sends them again
+		}
+	}()
 	// pgconn sends each Read of the pipe as one CopyData message, and the
 	// source writes one row per Write: buffer so messages are ~64 kB.
 	bw := bufio.NewWriterSize(counted, 64<<10-5)
@@ -294,6 +320,7 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace b
 			return 0, cluster.Wrap(config.Target, "commit "+t.Name, err)
 		}
 	}
+	ok = true
 	return tag.RowsAffected(), nil
 }
 
@@ -317,12 +344,14 @@ var errTargetStopped = errors.New("the target stopped reading")
 
 // counter counts bytes on their way to the target.
 type counter struct {
-	w io.Writer
-	n *atomic.Int64
+	w    io.Writer
+	n    *atomic.Int64
+	sent int64 // by this stream
 }
 
 func (c *counter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
+	c.sent += int64(n)
 	return n, err
 }

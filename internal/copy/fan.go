@@ -47,6 +47,7 @@ type dealer struct {
 	free    chan []byte // spent batches, to fill again
 	stop    <-chan struct{}
 	counted *atomic.Int64
+	sent    int64 // bytes handed over, taken back from counted if the copy fails
 
 	buf    []byte // the batch being filled
 	rows   int    // buf[:rows] holds whole rows
@@ -161,6 +162,7 @@ func (d *dealer) send() error {
 	select {
 	case d.batches <- full:
 		d.counted.Add(int64(len(full)))
+		d.sent += int64(len(full))
 		return nil
 	case <-d.stop:
 		return errTargetStopped
@@ -320,6 +322,9 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 		}
 	}
 	sErr := <-srcErr
+	if sErr != nil || dstErr != nil {
+		d.counted.Add(-d.sent) // the retry sends them again
+	}
 	switch {
 	case sErr != nil && !errors.Is(sErr, errTargetStopped) && !errors.Is(sErr, context.Canceled):
 		rollback()
@@ -337,6 +342,7 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 	for i, c := range sessions {
 		if _, err := c.Exec(ctx, "COMMIT").ReadAll(); err != nil {
 			rollback()
+			d.counted.Add(-d.sent)
 			err = cluster.Wrap(config.Target, "commit "+t.Name, err)
 			if i > 0 {
 				// Part of the table is in: only a fresh copy mends that.
