@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,8 +37,10 @@ type Options struct {
 	// Inline holds, per table, the index builds a worker runs as soon as
 	// it has loaded the table (see InlineBuilds).
 	Inline map[*Table]Inline
-	// InlineBuilt counts the index builds done that way.
+	// InlineBuilt counts the index builds done that way; InlineDone gets
+	// the source OID of each table whose batch went through.
 	InlineBuilt *atomic.Int64
+	InlineDone  *sync.Map
 }
 
 // freezeFrom is the size from which a table loaded whole is loaded with
@@ -251,15 +254,20 @@ func binaryRefused(err error) bool {
 // is missing and reports what it cannot.
 func (w *worker) buildInline(ctx context.Context, t *Table, o Options) {
 	in, ok := o.Inline[t]
-	if !ok || len(in.Stmts) == 0 {
+	if !ok {
 		return
 	}
-	if err := in.run(ctx, w.dst); err != nil {
-		slog.Info(fmt.Sprintf("index %s: %v; left to the index phase", t.Name, err))
-		return
+	if len(in.Stmts) > 0 {
+		if err := in.run(ctx, w.dst); err != nil {
+			slog.Info(fmt.Sprintf("index %s: %v; left to the index phase", t.Name, err))
+			return
+		}
 	}
 	if o.InlineBuilt != nil {
 		o.InlineBuilt.Add(int64(in.Builds))
+	}
+	if o.InlineDone != nil {
+		o.InlineDone.Store(t.Src.OID, true)
 	}
 }
 

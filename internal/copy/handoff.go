@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +53,7 @@ type HandoffResult struct {
 	CopyTime        time.Duration
 	IndexTime       time.Duration
 	inlineBuilt     atomic.Int64 // index builds done by the copy workers
+	inlineDone      sync.Map     // source OIDs of the tables they finished
 }
 
 // Handoff is the default initial copy: the slot with its exported snapshot,
@@ -130,11 +133,21 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 
 	start := time.Now()
 	say("index: building indexes and constraints with %d job(s)", max(o.Copy.Jobs, 1))
-	tables, err := indexTables(ctx, dst, leaves, ssnap)
-	if err != nil {
-		return nil, err
+	// What the copy workers finished needs no second look.
+	rest := slices.DeleteFunc(slices.Clone(leaves), func(t *catalog.Table) bool {
+		_, done := res.inlineDone.Load(t.OID)
+		return done
+	})
+	var tables []*Table
+	if len(rest) > 0 {
+		if tables, err = indexTables(ctx, dst, rest, ssnap); err != nil {
+			return nil, err
+		}
 	}
-	n, err := BuildIndexes(ctx, m, src, dst, tables, IndexOptions{Jobs: o.Copy.Jobs, MaintenanceWorkMem: o.MaintenanceWorkMem, Status: o.Copy.Status})
+	var n int
+	if len(tables) > 0 {
+		n, err = BuildIndexes(ctx, m, src, dst, tables, IndexOptions{Jobs: o.Copy.Jobs, MaintenanceWorkMem: o.MaintenanceWorkMem, Status: o.Copy.Status})
+	}
 	inline := int(res.inlineBuilt.Load())
 	res.Indexes = n + inline
 	res.IndexTime = time.Since(start)
@@ -210,7 +223,7 @@ func copyData(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, 
 		return failed(err)
 	}
 	copyOpts := o.Copy
-	copyOpts.Inline, copyOpts.InlineBuilt = inline, &res.inlineBuilt
+	copyOpts.Inline, copyOpts.InlineBuilt, copyOpts.InlineDone = inline, &res.inlineBuilt, &res.inlineDone
 	if err := Run(ctx, m, slot.Snapshot, src.VersionNum, tables, copyOpts); err != nil {
 		return failed(err)
 	}

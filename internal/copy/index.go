@@ -111,6 +111,11 @@ func InlineBuilds(ctx context.Context, src, dst *cluster.Conn, tables []*Table) 
 		return nil, err
 	}
 	out := map[*Table]Inline{}
+	for _, t := range tables {
+		if t.Bytes < batchBelow && t.Streams() == 1 {
+			out[t] = Inline{} // done once loaded, even with nothing to build
+		}
+	}
 	for _, b := range builds {
 		if t := b.table.t; t.Bytes < batchBelow && t.Streams() == 1 {
 			in := out[t]
