@@ -34,7 +34,8 @@ replication slot on the source has the same name.
 
 With --copy snapshot (the default) pgmove creates the slot with an exported
 snapshot, copies every table in parallel under it (binary COPY where types
-allow, big tables in ranges), builds the indexes and constraints, then
+allow, tables over --split-larger-than by several sessions at once, the
+others with COPY FREEZE from 64MB), builds the indexes and constraints, then
 creates the subscription on that slot without a copy and starts it at the
 slot's consistent point: no row missed, none twice. With --copy native,
 PostgreSQL's own table sync copies each table, as in the seed.
@@ -140,7 +141,7 @@ func describeHandoff(ctx context.Context, s *session, o copy.Options) error {
 	fmt.Fprintf(w, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT;\n", s.m.SlotName)
 	fmt.Fprintf(w, "-- copy %d table(s), %s, with %d job(s) under that snapshot: COPY ... TO STDOUT on the source into COPY ... FROM STDIN on the target", len(leaves), check.PrettyBytes(total), o.Jobs)
 	if o.SplitLarger > 0 {
-		fmt.Fprintf(w, "; tables over %s in ranges", check.PrettyBytes(o.SplitLarger))
+		fmt.Fprintf(w, "; tables over %s by %d sessions at once", check.PrettyBytes(o.SplitLarger), o.Jobs)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "-- target: build the source's indexes and constraints, then restore the rest of the schema (foreign keys, triggers, policies)")

@@ -43,6 +43,11 @@ type Options struct {
 	InlineDone  *sync.Map
 }
 
+// DefaultSplitLarger is --split-larger-than's default: up to it a table is
+// loaded by one stream with COPY FREEZE, which on two cores loaded a 1 GB
+// table as fast as several sessions did, with faster index builds after.
+const DefaultSplitLarger = 4 << 30
+
 // freezeFrom is the size from which a table loaded whole is loaded with
 // TRUNCATE + COPY FREEZE. Below it the gain is nil and the TRUNCATE (a new
 // file for the table) costs some 2.5 ms: seconds over thousands of tables.

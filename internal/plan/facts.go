@@ -12,6 +12,7 @@ import (
 	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/copy"
 )
 
 // FactsFormat is the version of plan.json's layout.
@@ -116,7 +117,7 @@ func (f *Facts) Native() bool { return f.Copy == Native }
 
 // defaultSplitLarger is create-sub's --split-larger-than when migration.yml
 // sets no split_larger_than.
-const defaultSplitLarger = 1 << 30
+const defaultSplitLarger = copy.DefaultSplitLarger
 
 // defaultSyncWorkers is PostgreSQL's default max_sync_workers_per_subscription,
 // assumed when the target cannot be asked.
@@ -169,9 +170,8 @@ func Gather(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, ds
 	}
 	for _, t := range snap.Leaves(r.Published) {
 		f.LargestBytes = max(f.LargestBytes, t.Bytes)
-		// Larger tables are copied in ranges, several jobs at once (on a
-		// source before 14 only those with an integer key in physical
-		// order: the estimate assumes they have one).
+		// Larger tables are loaded by several jobs at once (CTID ranges
+		// from a 14+ source, one read dealt to the jobs before).
 		if t.Bytes <= f.SplitLarger {
 			f.LargestWholeBytes = max(f.LargestWholeBytes, t.Bytes)
 		}
