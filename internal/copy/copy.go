@@ -23,9 +23,10 @@ import (
 type Options struct {
 	Jobs        int   // parallel COPY streams (and index builds)
 	SplitLarger int64 // tables larger than this are copied in ranges; 0 never
-	// Freeze loads tables copied whole with TRUNCATE + COPY FREEZE. The
-	// rows land frozen with their hint bits set, so the index builds' scans
-	// do not dirty (and write out) every page again, and no anti-wraparound
+	// Freeze loads tables of freezeFrom or more, copied whole by one
+	// stream, with TRUNCATE + COPY FREEZE. The rows land frozen with their
+	// hint bits set, so the index builds' scans do not dirty (and write
+	// out) every page again, and no anti-wraparound
 	// vacuum has to rewrite the table later. Measured on a 2-core machine
 	// (pgbench scale 100, PostgreSQL 17): the load as fast as a plain COPY,
 	// the primary key's build 25-30% faster.
@@ -60,7 +61,6 @@ type worker struct {
 	snapshot string
 	src      *pgconn.PgConn
 	dst      *pgconn.PgConn
-	srcVer   int
 }
 
 // sessionDst tunes a target session for loading: no synchronous commit, no
@@ -84,7 +84,7 @@ func openTarget(ctx context.Context, m *config.Migration, app string) (*pgconn.P
 }
 
 // openSource opens a source session and imports the snapshot.
-func openSource(ctx context.Context, m *config.Migration, snapshot string, srcVersion int) (*pgconn.PgConn, error) {
+func openSource(ctx context.Context, m *config.Migration, snapshot string) (*pgconn.PgConn, error) {
 	cfg, err := cluster.Config(m.Src, "copy")
 	if err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func Replace(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, s
 	}
 	st := &Status{byTable: map[*Table]*TableStatus{}}
 	st.Register(plan)
-	if err := Run(ctx, m, "", src.VersionNum, plan, Options{Jobs: jobs, Replace: true, Status: st}); err != nil {
+	if err := Run(ctx, m, "", plan, Options{Jobs: jobs, Replace: true, Status: st}); err != nil {
 		return 0, err
 	}
 	var rows int64
@@ -148,7 +148,7 @@ func (w *worker) close() {
 func (w *worker) ensure(ctx context.Context) error {
 	var err error
 	if w.src == nil || w.src.IsClosed() {
-		if w.src, err = openSource(ctx, w.m, w.snapshot, w.srcVer); err != nil {
+		if w.src, err = openSource(ctx, w.m, w.snapshot); err != nil {
 			return err
 		}
 	}
@@ -171,7 +171,7 @@ type job struct {
 // chunk is loaded in one target transaction: a failure rolls it back
 // whole, and it is retried (in text format if binary failed, on fresh
 // sessions if one broke). Nothing is left half-loaded.
-func Run(ctx context.Context, m *config.Migration, snapshot string, srcVersion int, tables []*Table, o Options) error {
+func Run(ctx context.Context, m *config.Migration, snapshot string, tables []*Table, o Options) error {
 	var queue []job
 	for _, t := range tables {
 		st := o.Status.table(t)
@@ -181,7 +181,7 @@ func Run(ctx context.Context, m *config.Migration, snapshot string, srcVersion i
 	}
 	return parallel(ctx, o.Jobs, queue,
 		func(context.Context) (*worker, error) {
-			return &worker{m: m, snapshot: snapshot, srcVer: srcVersion}, nil
+			return &worker{m: m, snapshot: snapshot}, nil
 		},
 		func(w *worker) { w.close() },
 		func(ctx context.Context, w *worker, j job) error { return w.run(ctx, j, o) })
@@ -189,7 +189,7 @@ func Run(ctx context.Context, m *config.Migration, snapshot string, srcVersion i
 
 func (w *worker) run(ctx context.Context, j job, o Options) error {
 	binary := j.t.Binary
-	freeze := o.Freeze && j.t.Direct && len(j.t.Chunks) == 1 && j.t.Fan <= 1 && j.t.Bytes >= freezeFrom
+	freeze := o.Freeze && j.t.Direct && j.t.Streams() == 1 && j.t.Bytes >= freezeFrom
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
 		if err := w.ensure(ctx); err != nil {

@@ -224,7 +224,7 @@ func copyData(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, 
 	}
 	copyOpts := o.Copy
 	copyOpts.Inline, copyOpts.InlineBuilt, copyOpts.InlineDone = inline, &res.inlineBuilt, &res.inlineDone
-	if err := Run(ctx, m, slot.Snapshot, src.VersionNum, tables, copyOpts); err != nil {
+	if err := Run(ctx, m, slot.Snapshot, tables, copyOpts); err != nil {
 		return failed(err)
 	}
 	res.CopyTime = time.Since(start)

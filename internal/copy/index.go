@@ -110,25 +110,25 @@ func InlineBuilds(ctx context.Context, src, dst *cluster.Conn, tables []*Table) 
 	if err != nil {
 		return nil, err
 	}
+	// Every small table loaded by one stream gets an entry, even with
+	// nothing to build: it is done once loaded.
 	out := map[*Table]Inline{}
 	for _, t := range tables {
 		if t.Bytes < batchBelow && t.Streams() == 1 {
-			out[t] = Inline{} // done once loaded, even with nothing to build
+			out[t] = Inline{}
 		}
 	}
 	for _, b := range builds {
-		if t := b.table.t; t.Bytes < batchBelow && t.Streams() == 1 {
-			in := out[t]
+		if in, ok := out[b.table.t]; ok {
 			in.Stmts = append(in.Stmts, b.stmts...)
 			in.Builds++
-			out[t] = in
+			out[b.table.t] = in
 		}
 	}
 	for _, g := range groups {
-		if t := g.t; t.Bytes < batchBelow && t.Streams() == 1 && len(g.after) > 0 {
-			in := out[t]
+		if in, ok := out[g.t]; ok {
 			in.Stmts = append(in.Stmts, g.after...)
-			out[t] = in
+			out[g.t] = in
 		}
 	}
 	return out, nil
