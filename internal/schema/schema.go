@@ -262,8 +262,49 @@ func (a *Archive) restorePhased(ctx context.Context, dst cluster.ChildConn, o Re
 }
 
 // restoreList runs pg_restore for the entries keep accepts: in one
-// transaction, or with --jobs when jobs > 1.
+// transaction, or with --jobs when jobs > 1. With --jobs, the stretch of
+// the archive from its first INDEX ATTACH to its last runs in one session:
+// two sessions attaching partitions of one partitioned index at once each
+// miss the other's attachment, and the index is left invalid. The archive's
+// order (dependencies first) is kept throughout.
 func (a *Archive) restoreList(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, keep func(Entry) bool, jobs int) (int, error) {
+	if jobs <= 1 {
+		return a.runList(ctx, dst, o, keep, 1)
+	}
+	first, last := -1, -1
+	for i, e := range a.Entries {
+		if e.Desc == "INDEX ATTACH" && keep(e) {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return a.runList(ctx, dst, o, keep, jobs)
+	}
+	index := map[int]int{}
+	for i, e := range a.Entries {
+		index[e.ID] = i
+	}
+	total := 0
+	for _, ph := range []struct {
+		from, to, jobs int
+	}{{0, first, jobs}, {first, last + 1, 1}, {last + 1, len(a.Entries), jobs}} {
+		n, err := a.runList(ctx, dst, o, func(e Entry) bool {
+			i := index[e.ID]
+			return i >= ph.from && i < ph.to && keep(e)
+		}, ph.jobs)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// runList runs one pg_restore for the entries keep accepts.
+func (a *Archive) runList(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, keep func(Entry) bool, jobs int) (int, error) {
 	list, n, err := a.writeList(keep)
 	if err != nil {
 		return 0, err
