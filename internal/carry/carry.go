@@ -251,7 +251,7 @@ func UnloggedTables(ctx context.Context, r cluster.Runner, src, dst *cluster.Con
 		res.Tables = len(tables)
 		return res, nil
 	}
-	dsnap, err := catalog.Tables(ctx, dst)
+	dsnap, err := catalog.TablesWithoutSizes(ctx, dst)
 	if err != nil {
 		return res, err
 	}

@@ -97,15 +97,24 @@ func (s *Snapshot) Root(t *Table) *Table {
 	return t
 }
 
-// Tables reads every user relation of the connected database.
-func Tables(ctx context.Context, c *cluster.Conn) (*Snapshot, error) {
+// Tables reads every user relation of the connected database, with its size.
+func Tables(ctx context.Context, c *cluster.Conn) (*Snapshot, error) { return readTables(ctx, c, true) }
+
+// TablesWithoutSizes reads them without sizes (Bytes stays 0): the form for
+// a target, whose sizes pgmove does not use. Sizing stats every file of
+// every table, which on thousands of tables is most of the query's time.
+func TablesWithoutSizes(ctx context.Context, c *cluster.Conn) (*Snapshot, error) {
+	return readTables(ctx, c, false)
+}
+
+func readTables(ctx context.Context, c *cluster.Conn, sizes bool) (*Snapshot, error) {
 	// PostgreSQL 10 and 11 have no pg_partition_root/pg_partition_tree and no
 	// generated columns.
 	q := query("relations")
 	if c.VersionNum < 120000 {
 		q = query("relations_pg10")
 	}
-	rows, err := c.Query(ctx, q)
+	rows, err := c.Query(ctx, q, sizes)
 	if err != nil {
 		return nil, c.Wrap("list tables", err)
 	}

@@ -270,7 +270,7 @@ func (c *checker) targetTables(ctx context.Context) error {
 	if c.snap == nil {
 		return nil
 	}
-	dsnap, err := catalog.Tables(ctx, c.dst)
+	dsnap, err := catalog.TablesWithoutSizes(ctx, c.dst)
 	if err != nil {
 		return err
 	}
@@ -293,7 +293,7 @@ func (c *checker) drift(ctx context.Context) error {
 	if c.src == nil || c.dst == nil || c.snap == nil {
 		return nil
 	}
-	dsnap, err := catalog.Tables(ctx, c.dst)
+	dsnap, err := catalog.TablesWithoutSizes(ctx, c.dst)
 	if err != nil {
 		return err
 	}

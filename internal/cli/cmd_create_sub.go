@@ -203,7 +203,7 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 	if err != nil {
 		return none, err
 	}
-	dsnap, err := catalog.Tables(ctx, s.dst)
+	dsnap, err := catalog.TablesWithoutSizes(ctx, s.dst)
 	if err != nil {
 		return none, err
 	}

@@ -69,7 +69,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 	if err != nil {
 		return nil, err
 	}
-	dsnap, err := catalog.Tables(ctx, dst)
+	dsnap, err := catalog.TablesWithoutSizes(ctx, dst)
 	if err != nil {
 		return nil, err
 	}

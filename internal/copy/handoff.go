@@ -94,7 +94,7 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 			resumePoint = lsn
 		}
 	}
-	dsnap, err := catalog.Tables(ctx, dst)
+	dsnap, err := catalog.TablesWithoutSizes(ctx, dst)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +284,7 @@ func truncate(ctx context.Context, r cluster.Runner, dst *cluster.Conn, tables [
 // indexTables rebuilds the copy plan's table list (without ranges or
 // columns) for the index phase, which may run in a later process.
 func indexTables(ctx context.Context, dst *cluster.Conn, leaves []*catalog.Table, ssnap *catalog.Snapshot) ([]*Table, error) {
-	dsnap, err := catalog.Tables(ctx, dst)
+	dsnap, err := catalog.TablesWithoutSizes(ctx, dst)
 	if err != nil {
 		return nil, err
 	}

@@ -160,14 +160,41 @@ func (a *Archive) Remove() {
 }
 
 // TablesWithRows lists the target's user tables that hold at least one row.
+// Only tables whose main fork has a block are probed: an empty file holds
+// no row, and a freshly restored schema is thousands of empty files.
 func TablesWithRows(ctx context.Context, c *cluster.Conn) ([]string, error) {
-	snap, err := catalog.Tables(ctx, c)
+	snap, err := catalog.TablesWithoutSizes(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	var tables []*catalog.Table
+	var oids []uint32
 	for _, t := range snap.Tables {
 		if t.Kind == 'r' {
+			oids = append(oids, t.OID)
+		}
+	}
+	if len(oids) == 0 {
+		return nil, nil
+	}
+	rows, err := c.Query(ctx, "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ANY($1::oid[]) AND pg_catalog.pg_relation_size(c.oid) > 0", oids)
+	if err != nil {
+		return nil, c.Wrap("look for rows in existing tables", err)
+	}
+	sized := map[uint32]bool{}
+	for rows.Next() {
+		var oid uint32
+		if err := rows.Scan(&oid); err != nil {
+			rows.Close()
+			return nil, c.Wrap("look for rows in existing tables", err)
+		}
+		sized[oid] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, c.Wrap("look for rows in existing tables", err)
+	}
+	var tables []*catalog.Table
+	for _, t := range snap.Tables { // in the catalogue's order
+		if sized[t.OID] {
 			tables = append(tables, t)
 		}
 	}

@@ -8,7 +8,8 @@ WITH RECURSIVE tree(leaf, root) AS (
 ), roots AS (SELECT leaf, root FROM tree)
 -- Every user relation pgmove may care about: tables (plain, partitioned,
 -- unlogged), foreign tables and materialized views, outside system schemas and
--- not owned by an extension.
+-- not owned by an extension. $1: with their sizes (a stat of every file of
+-- every table: on a database of many tables, most of the query's time).
 SELECT c.oid::int8,
        n.nspname,
        c.relname,
@@ -20,8 +21,8 @@ SELECT c.oid::int8,
        EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p WHERE p.conrelid = c.oid AND p.contype = 'p') AS has_pk,
        COALESCE((SELECT i.relname FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
                   WHERE x.indrelid = c.oid AND x.indisreplident), '') AS ident_index,
-       CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_table_size(c.oid) ELSE 0 END AS bytes,
-       CASE WHEN c.relkind = 'p' THEN COALESCE((SELECT sum(pg_catalog.pg_table_size(roots.leaf))::int8
+       CASE WHEN $1::bool AND c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_table_size(c.oid) ELSE 0 END AS bytes,
+       CASE WHEN $1::bool AND c.relkind = 'p' THEN COALESCE((SELECT sum(pg_catalog.pg_table_size(roots.leaf))::int8
                                                   FROM roots WHERE roots.root = c.oid), 0)
             ELSE 0 END AS tree_bytes,
        GREATEST(c.reltuples, 0)::int8 AS est_rows,
