@@ -64,12 +64,21 @@ func runCheck(ctx context.Context, s *session, o *checkOptions) error {
 }
 
 func doCheck(ctx context.Context, s *session, copyMode string, probe bool) (*check.Report, error) {
+	return doCheckAnd(ctx, s, copyMode, probe, nil)
+}
+
+// doCheckAnd is doCheck that calls connected, when both sides answered,
+// before the checks start: for work that only reads, done meanwhile.
+func doCheckAnd(ctx context.Context, s *session, copyMode string, probe bool, connected func()) (*check.Report, error) {
 	if err := validCopy(copyMode); err != nil {
 		return nil, err
 	}
 	srcErr, dstErr := s.connect(ctx, true, true)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	if srcErr == nil && dstErr == nil && connected != nil {
+		connected()
 	}
 	return check.Run(ctx, s.m, s.src, s.dst, srcErr, dstErr, check.Options{Native: copyMode == "native", Probe: probe}), nil
 }

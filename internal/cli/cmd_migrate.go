@@ -80,7 +80,11 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		return err
 	}
 	snapshot := o.copy.method == "snapshot"
-	r, err := doCheck(ctx, s, o.copy.method, true)
+	// The schema dump only reads the source: it runs while the checks do,
+	// and is dropped if they block or the migration is under way already.
+	var dump *schema.Prefetch
+	defer func() { dump.Discard() }()
+	r, err := doCheckAnd(ctx, s, o.copy.method, true, func() { dump = schema.StartDump(ctx, s.m, s.src.Major()) })
 	if err != nil {
 		return err
 	}
@@ -119,6 +123,13 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 				}
 			}
 			co.Keep = snapshot // the post-data part is restored from it after the copy
+			if dump != nil {
+				a, err := dump.Take()
+				if err != nil {
+					return "", nil, err
+				}
+				archive, co.Reuse = a, a
+			}
 			if snapshot {
 				co.Jobs = copyOpts.Jobs
 			}

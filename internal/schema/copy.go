@@ -66,24 +66,12 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 	}
 	a := o.Reuse
 	if a == nil {
-		dir, err := os.MkdirTemp("", "pgmove-schema-")
-		if err != nil {
-			return nil, fmt.Errorf("schema work directory: %w", err)
+		if a, err = dumpSource(ctx, m, dump, restore, DumpOptions{Snapshot: o.Snapshot}); err != nil {
+			return nil, err
 		}
 		if !o.Keep {
-			defer os.RemoveAll(dir)
+			defer a.Remove()
 		}
-		srcChild, err := cluster.Child(m.Src, "copy-schema")
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		t0 := time.Now()
-		if a, err = Dump(ctx, dump, restore, srcChild, dir, DumpOptions{Snapshot: o.Snapshot}); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		slog.Debug("source: schema dumped", "took", time.Since(t0).Round(time.Millisecond), "entries", len(a.Entries))
 	}
 	t0 := time.Now()
 	skip, err := Existing(ctx, src, dst, a)
@@ -150,6 +138,72 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 	}
 	res.Restored = creates
 	return res, nil
+}
+
+// dumpSource dumps the source's schema into a new work directory.
+func dumpSource(ctx context.Context, m *config.Migration, dump, restore *Tool, o DumpOptions) (*Archive, error) {
+	srcChild, err := cluster.Child(m.Src, "copy-schema")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgmove-schema-")
+	if err != nil {
+		return nil, fmt.Errorf("schema work directory: %w", err)
+	}
+	t0 := time.Now()
+	a, err := Dump(ctx, dump, restore, srcChild, dir, o)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	slog.Debug("source: schema dumped", "took", time.Since(t0).Round(time.Millisecond), "entries", len(a.Entries))
+	return a, nil
+}
+
+// Prefetch is a schema dump started before it is needed: migrate dumps
+// while its checks run, since the dump only reads the source. Take waits
+// for it and hands its archive over; Discard stops it and removes its files.
+type Prefetch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	a      *Archive
+	err    error
+}
+
+// StartDump dumps the source's schema in the background.
+func StartDump(ctx context.Context, m *config.Migration, srcMajor int) *Prefetch {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Prefetch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		dump, restore, err := Tools(ctx, srcMajor)
+		if err != nil {
+			p.err = fmt.Errorf("source: %w", err)
+			return
+		}
+		p.a, p.err = dumpSource(ctx, m, dump, restore, DumpOptions{})
+	}()
+	return p
+}
+
+// Take waits for the dump; the caller owns the archive from then on.
+func (p *Prefetch) Take() (*Archive, error) {
+	<-p.done
+	a, err := p.a, p.err
+	p.a = nil
+	return a, err
+}
+
+// Discard stops the dump if it still runs and removes what it left. A nil
+// Prefetch, or one already taken, is fine.
+func (p *Prefetch) Discard() {
+	if p == nil {
+		return
+	}
+	p.cancel()
+	<-p.done
+	p.a.Remove()
+	p.a = nil
 }
 
 // Remove deletes the archive's files.
