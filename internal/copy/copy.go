@@ -35,8 +35,9 @@ type Options struct {
 	// Replace empties each target table in the loading transaction: for
 	// tables copied again (unlogged tables at the switch).
 	Replace bool
-	// Inline holds, per table, the index builds a worker runs as soon as
-	// it has loaded the table (see InlineBuilds).
+	// Inline holds, per table, the index builds run as soon as a worker
+	// has loaded the table, on index sessions beside the copy workers (see
+	// InlineBuilds).
 	Inline map[*Table]Inline
 	// InlineBuilt counts the index builds done that way; InlineDone gets
 	// the source OID of each table whose batch went through.
@@ -61,6 +62,7 @@ type worker struct {
 	snapshot string
 	src      *pgconn.PgConn
 	dst      *pgconn.PgConn
+	inline   *inlineBuilder // builds a loaded small table's indexes; nil: none
 }
 
 // sessionDst tunes a target session for loading: no synchronous commit, no
@@ -179,12 +181,23 @@ func Run(ctx context.Context, m *config.Migration, snapshot string, tables []*Ta
 			queue = append(queue, job{t: t, chunk: c, st: st})
 		}
 	}
-	return parallel(ctx, o.Jobs, queue,
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ib *inlineBuilder
+	if len(o.Inline) > 0 {
+		ib = startInline(ctx, m, max(o.Jobs, 1), len(o.Inline), o)
+	}
+	err := parallel(ctx, o.Jobs, queue,
 		func(context.Context) (*worker, error) {
-			return &worker{m: m, snapshot: snapshot}, nil
+			return &worker{m: m, snapshot: snapshot, inline: ib}, nil
 		},
 		func(w *worker) { w.close() },
 		func(ctx context.Context, w *worker, j job) error { return w.run(ctx, j, o) })
+	if err != nil {
+		cancel()
+	}
+	ib.wait()
+	return err
 }
 
 func (w *worker) run(ctx context.Context, j job, o Options) error {
@@ -205,7 +218,9 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		}
 		if err == nil {
 			j.st.chunkDone(rows)
-			w.buildInline(ctx, j.t, o)
+			if _, ok := o.Inline[j.t]; ok && w.inline != nil {
+				w.inline.ch <- j.t
+			}
 			return nil
 		}
 		j.st.retry()
@@ -254,16 +269,64 @@ func binaryRefused(err error) bool {
 	return strings.HasPrefix(code, "22") || strings.HasPrefix(code, "42") || code == "08P01"
 }
 
+// inlineBuilder builds the indexes of small tables as the copy workers
+// finish loading them, on sessions of its own, one per copy worker: like
+// pgcopydb's index jobs, so a copy worker goes on to its next table at
+// once, and the target's cores are kept busy through the round trips of
+// thousands of small tables.
+type inlineBuilder struct {
+	ch chan *Table
+	wg sync.WaitGroup
+}
+
+// startInline starts n builders; queued is how many tables may come.
+func startInline(ctx context.Context, m *config.Migration, n, queued int, o Options) *inlineBuilder {
+	ib := &inlineBuilder{ch: make(chan *Table, queued)} // copy workers never wait on it
+	for range n {
+		ib.wg.Add(1)
+		go func() {
+			defer ib.wg.Done()
+			var conn *pgconn.PgConn
+			defer func() {
+				if conn != nil {
+					conn.Close(context.Background())
+				}
+			}()
+			for t := range ib.ch {
+				if ctx.Err() != nil {
+					return
+				}
+				if conn == nil || conn.IsClosed() {
+					var err error
+					if conn, err = openIndexSession(ctx, m, ""); err != nil {
+						slog.Info(fmt.Sprintf("index %s: %v; left to the index phase", t.Name, err))
+						conn = nil
+						continue
+					}
+				}
+				buildInline(ctx, conn, t, o)
+			}
+		}()
+	}
+	return ib
+}
+
+// wait lets the builders finish what was queued. A nil builder is fine.
+func (ib *inlineBuilder) wait() {
+	if ib == nil {
+		return
+	}
+	close(ib.ch)
+	ib.wg.Wait()
+}
+
 // buildInline runs the table's inline index builds. A failure is not the
 // copy's: the rows are in, and BuildIndexes, which comes next, builds what
 // is missing and reports what it cannot.
-func (w *worker) buildInline(ctx context.Context, t *Table, o Options) {
-	in, ok := o.Inline[t]
-	if !ok {
-		return
-	}
+func buildInline(ctx context.Context, conn *pgconn.PgConn, t *Table, o Options) {
+	in := o.Inline[t]
 	if len(in.Stmts) > 0 {
-		if err := in.run(ctx, w.dst); err != nil {
+		if err := in.run(ctx, conn); err != nil {
 			slog.Info(fmt.Sprintf("index %s: %v; left to the index phase", t.Name, err))
 			return
 		}

@@ -107,8 +107,8 @@ func BuildIndexes(ctx context.Context, m *config.Migration, src, dst *cluster.Co
 }
 
 // InlineBuilds plans, for each table under batchBelow, its index builds
-// and closing statements as one batch that the copy worker runs on its
-// target session as soon as the table is loaded: thousands of small
+// and closing statements as one batch, run on an index session as soon as
+// a copy worker has loaded the table: thousands of small
 // tables get their indexes while the rest is still copying, not in a
 // phase of their own. Big tables keep theirs for BuildIndexes, which builds
 // each index of a table in parallel, and retries whatever a batch here
@@ -142,8 +142,8 @@ func InlineBuilds(ctx context.Context, src, dst *cluster.Conn, tables []*Table) 
 	return out, nil
 }
 
-// Inline is what a copy worker runs on the target right after loading a
-// table: its index builds and closing statements, in one transaction.
+// Inline is what runs on the target right after a table is loaded: its
+// index builds and closing statements, in one transaction.
 type Inline struct {
 	Stmts  []string
 	Builds int // index builds among them
