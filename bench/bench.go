@@ -207,6 +207,7 @@ func (b *bench) runDataset(ctx context.Context, ds *dataset) {
 			}
 		}
 	}
+	defer b.dropTargets(ctx, ds)
 	rounds(b.o.tools, b.o.dstMajor)
 	if !pgcopydbFailed || b.o.dstMajor == fallbackMajor || ctx.Err() != nil {
 		return
@@ -223,6 +224,18 @@ func (b *bench) runDataset(ctx context.Context, ds *dataset) {
 		}
 	}
 	rounds(tools, fallbackMajor)
+}
+
+// dropTargets drops the dataset's target databases, even when interrupted.
+func (b *bench) dropTargets(ctx context.Context, ds *dataset) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	for _, t := range ds.targets {
+		if err := execIn(cctx, t.server, "postgres", "DROP DATABASE IF EXISTS "+pgx.Identifier{t.db}.Sanitize()+" WITH (FORCE)"); err != nil {
+			b.progress("%s: target: %v", ds.Name, err)
+		}
+	}
+	ds.targets = nil
 }
 
 // target returns the target server of that major, starting it the first time.

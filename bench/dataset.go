@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgmove/pgmove/internal/pgserver"
 )
 
 var (
@@ -31,7 +33,14 @@ var (
 // dataset is one source database and what bench measured on it.
 type dataset struct {
 	datasetResult
-	src stats // the source's contents, read once: it does not change
+	src     stats    // the source's contents, read once: it does not change
+	targets []target // the runs' target databases, dropped when the dataset is done
+}
+
+// target is one run's target database.
+type target struct {
+	server *pgserver.Server
+	db     string
 }
 
 // datasetResult is a dataset's part of the results.
