@@ -179,8 +179,8 @@ func writeHeader(w io.Writer, res results, o *options) {
 	fmt.Fprintln(w, "  (the largest of it and the children it waited for, such as pg_dump and pg_restore).")
 	fmt.Fprintf(w, "  Each tool runs %d time(s), the tools taking turns (round after round) on a machine whose speed drifts; before each run\n", o.runs)
 	fmt.Fprintln(w, "  both servers are checkpointed and the page cache is synced. Targets compare the tools' median times.")
-	fmt.Fprintln(w, "  Each run loads a database of its own (autovacuum off there after its check); they are dropped when the dataset is done")
-	fmt.Fprintln(w, "  (dropping a loaded database just before a run slowed that run's file creation by seconds).")
+	fmt.Fprintln(w, "  Each run loads a database of its own, dropped after its check; with 1,000 tables or more it is kept (autovacuum off)")
+	fmt.Fprintln(w, "  until the dataset is done instead: dropping thousands of files slowed the next run's file creation by seconds.")
 	if len(o.pgmoveArgs) > 0 {
 		fmt.Fprintf(w, "  pgmove runs with extra arguments: %s\n", strings.Join(o.pgmoveArgs, " "))
 	}

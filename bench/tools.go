@@ -66,17 +66,20 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 		return r
 	}
 
-	// Each run loads a database of its own, and the runs' databases are
-	// dropped together once the dataset is done: dropping a loaded database
-	// just before a run slowed that run's file creation by seconds on the
-	// 2-core machine (the pre-data restore of 2,000 tables took 3.3 s
-	// instead of 1.1 s), a cost of the previous run, not of the tool.
+	// Each run loads a database of its own. What becomes of it after the
+	// run is the next run's starting point, and the machine showed two
+	// opposite costs (2 cores, ext4): dropping a database of thousands of
+	// files slowed the file creation of the run after (the pre-data restore
+	// of 2,000 tables took 3.3 s instead of 1.1 s: the kernel skips
+	// recently freed inodes one by one), while keeping loaded databases
+	// slowed bulk loads (pgbench_accounts 10.2-11.7 s instead of 8.6-8.8 s
+	// with 4 of them kept). So a database of many files is kept until the
+	// dataset is done, and any other is dropped once checked.
 	tdb := fmt.Sprintf("%s_%s_%d", ds.Database, tool, round)
 	db := pgx.Identifier{tdb}.Sanitize()
 	if err := execIn(ctx, dst, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
 		return fail(fmt.Errorf("target: %w", err))
 	}
-	ds.targets = append(ds.targets, target{dst, tdb})
 	// The same starting point for every tool: no autovacuum at work, no
 	// dirty buffers to write out, and no dirty page cache either: the
 	// servers run with fsync off, so what the previous tool wrote is still
@@ -164,14 +167,25 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 	if r.Leftovers != "" {
 		b.progress("%s: after %s: %s", ds.Name, tool, r.Leftovers)
 	}
-	// The database stays until the dataset is done: autovacuum must not
-	// start on it during a later tool's run. (A VACUUM here instead wrote
-	// the whole table again, and the next run was slower for it.)
+	if ds.Tables < keepFrom {
+		if err := execIn(cctx, dst, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+			b.progress("%s: target: %v", ds.Name, err)
+		}
+		return r
+	}
+	// Kept until the dataset is done: autovacuum must not start on it
+	// during a later tool's run. (A VACUUM here instead wrote the whole
+	// database again, and the next run was slower for it.)
+	ds.targets = append(ds.targets, target{dst, tdb})
 	if err := execIn(cctx, dst, tdb, noAutovacuumSQL); err != nil {
 		b.progress("%s: target: %v", ds.Name, err)
 	}
 	return r
 }
+
+// keepFrom is the number of tables from which a run's target database is
+// kept until the dataset is done rather than dropped after its check.
+const keepFrom = 1000
 
 // noAutovacuumSQL turns autovacuum off for every user table of a database.
 const noAutovacuumSQL = `DO $$
