@@ -220,3 +220,28 @@ func TestFreezeCopy(t *testing.T) {
 	}
 	assertSameRows(t, p.src, p.dst, "parent", "child", "wide")
 }
+
+// TestCopySessionTerminated ends a target copy session mid-copy (as an
+// administrator's pg_terminate_backend would): pgmove must retry that
+// table on new sessions by itself, say so, and end equal.
+func TestCopySessionTerminated(t *testing.T) {
+	p := newPair(t, 15, 16)
+	bigSource(t, p)
+	done := make(chan result)
+	go func() { done <- pgmoveCtx(t, context.Background(), "-c", p.config, "migrate", "--jobs", "2") }()
+	waitCopying(t, p.contextDir(), time.Minute)
+	ended := pgtest.QueryValue[int64](t, p.dst, "test", `SELECT count(*) FROM (
+		SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+		 WHERE application_name = 'pgmove/copy' AND state = 'active' AND query LIKE 'COPY %') t`)
+	if ended == 0 {
+		t.Fatal("no copy session was loading when the test ended one: the copy finished too soon")
+	}
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("migrate did not recover from the ended session: %s", r)
+	}
+	if !strings.Contains(r.stderr, "retrying on new sessions") {
+		t.Errorf("migrate did not say it retried the table: %s", r)
+	}
+	p.finishAndCompare(t)
+}
