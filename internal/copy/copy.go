@@ -307,9 +307,11 @@ func startInline(ctx context.Context, m *config.Migration, n, queued int, o Opti
 				if conn == nil || conn.IsClosed() {
 					var err error
 					if conn, err = openIndexSession(ctx, m, ""); err != nil {
-						slog.Info(fmt.Sprintf("index %s: %v; left to the index phase", t.Name, err))
+						// Too many connections, most likely: the other
+						// builders and the index phase build the rest.
+						slog.Info(fmt.Sprintf("index %s: %v; this index session stops, the index phase builds what it leaves", t.Name, err))
 						conn = nil
-						continue
+						return
 					}
 				}
 				buildInline(ctx, conn, t, o)
