@@ -231,11 +231,16 @@ func (b *bench) dropTargets(ctx context.Context, ds *dataset) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
 	for _, t := range ds.targets {
-		if err := execIn(cctx, t.server, "postgres", "DROP DATABASE IF EXISTS "+pgx.Identifier{t.db}.Sanitize()+" WITH (FORCE)"); err != nil {
+		if err := dropDatabase(cctx, t.server, t.db); err != nil {
 			b.progress("%s: target: %v", ds.Name, err)
 		}
 	}
 	ds.targets = nil
+}
+
+// dropDatabase drops a database, whoever is connected to it.
+func dropDatabase(ctx context.Context, s *pgserver.Server, db string) error {
+	return execIn(ctx, s, "postgres", "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
 }
 
 // target returns the target server of that major, starting it the first time.

@@ -168,7 +168,7 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 		b.progress("%s: after %s: %s", ds.Name, tool, r.Leftovers)
 	}
 	if ds.Tables < keepFrom {
-		if err := execIn(cctx, dst, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+		if err := dropDatabase(cctx, dst, tdb); err != nil {
 			b.progress("%s: target: %v", ds.Name, err)
 		}
 		return r

@@ -114,12 +114,12 @@ func Wrap(side config.Side, action string, err error) error {
 		if pe.Detail != "" {
 			msg += " (" + pe.Detail + ")"
 		}
-		switch pe.Code {
-		case pgerrcode.InsufficientPrivilege:
+		switch {
+		case pe.Code == pgerrcode.InsufficientPrivilege:
 			msg += "; grant the privilege to the role pgmove connects as, or connect as a superuser"
-		case pgerrcode.ReadOnlySQLTransaction:
+		case pe.Code == pgerrcode.ReadOnlySQLTransaction:
 			msg += "; the server is read-only (a standby, or default_transaction_read_only is on): connect to the primary"
-		case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown:
+		case sessionEnded(pe.Code):
 			msg += "; the server restarted or shut down: rerun when it is back"
 		default:
 			if pe.Hint != "" {
@@ -148,6 +148,14 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 func (e *Error) Unwrap() error { return e.Err }
+
+// SessionEnded reports an error that ended the session: an administrator
+// terminated it (pg_terminate_backend), or its server shut down or crashed.
+func SessionEnded(err error) bool { return sessionEnded(SQLState(err)) }
+
+func sessionEnded(code string) bool {
+	return code == pgerrcode.AdminShutdown || code == pgerrcode.CrashShutdown
+}
 
 // SQLState returns the SQLSTATE of a server error anywhere in err's chain.
 func SQLState(err error) string {

@@ -245,7 +245,7 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 			// I/O differs between the clusters): text is the portable one.
 			slog.Info(fmt.Sprintf("copy %s: binary COPY failed (%v); retrying in text format", j.t.Name, err))
 			binary = false
-		case sessionEnded(err):
+		case cluster.SessionEnded(err):
 			// The error's own advice ("rerun when it is back") is for a
 			// step that stops; the copy retries by itself.
 			slog.Info(fmt.Sprintf("copy %s: a session was terminated or its server restarted (SQLSTATE %s); retrying on new sessions", j.t.Name, cluster.SQLState(err)))
@@ -266,10 +266,6 @@ func freezeRefused(err error) bool {
 	}
 	return false
 }
-
-// sessionEnded reports a session terminated by an administrator or a
-// server shutting down or restarting (class 57P).
-func sessionEnded(err error) bool { return strings.HasPrefix(cluster.SQLState(err), "57P") }
 
 // binaryRefused reports an error the binary format may cause: a data
 // exception (class 22), a type mismatch (class 42) or malformed binary

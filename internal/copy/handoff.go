@@ -52,8 +52,8 @@ type HandoffResult struct {
 	Resumed         string // "", or what an earlier run left that this one reused or restarted
 	CopyTime        time.Duration
 	IndexTime       time.Duration
-	inlineBuilt     atomic.Int64 // index builds done by the copy workers
-	inlineDone      sync.Map     // source OIDs of the tables they finished
+	inlineBuilt     atomic.Int64 // index builds done while the copy ran
+	inlineDone      sync.Map     // source OIDs of the tables done then
 }
 
 // Handoff is the default initial copy: the slot with its exported snapshot,
