@@ -42,6 +42,9 @@ type runResult struct {
 	// PeakRSSMB is ru_maxrss of the tool's process: the largest resident
 	// set of it or any child it waited for (pg_dump, pg_restore).
 	PeakRSSMB float64 `json:"peak_rss_mb,omitempty"`
+	// CPUSeconds is the user and system time of the tool's process and the
+	// children it waited for: the client's own share of a 2-core machine.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 	Equal     bool    `json:"target_equals_source"`
 	Check     string  `json:"check,omitempty"`
 	Error     string  `json:"error,omitempty"`
@@ -138,6 +141,7 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			r.PeakRSSMB = float64(ru.Maxrss) / 1024 // KB on Linux
 		}
+		r.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
 	}
 	log.Sync()
 
@@ -155,7 +159,7 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 		b.progress("%s: %s on PostgreSQL %d %s after %.1f s; log: %s", ds.Name, tool, major, r.Error, r.Seconds, r.Log)
 	} else {
 		r.MBps = ds.MB / r.Seconds
-		b.progress("%s: %s on PostgreSQL %d took %.1f s (%.1f MB/s, peak RSS %.0f MB)", ds.Name, tool, major, r.Seconds, r.MBps, r.PeakRSSMB)
+		b.progress("%s: %s on PostgreSQL %d took %.1f s (%.1f MB/s, peak RSS %.0f MB, %.1f CPU-s)", ds.Name, tool, major, r.Seconds, r.MBps, r.PeakRSSMB, r.CPUSeconds)
 		r.Equal, r.Check = b.check(ctx, ds, dst, tdb)
 		b.progress("%s: %s on PostgreSQL %d: target %s", ds.Name, tool, major, r.Check)
 	}

@@ -1,11 +1,9 @@
 package copy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -361,42 +359,35 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace b
 			return 0, cluster.Wrap(config.Target, "truncate "+t.Name, err)
 		}
 	}
-	pr, pw := io.Pipe()
-	counted := &counter{w: pw, n: &j.st.bytes}
-	ok := false
-	defer func() {
-		if !ok {
-			j.st.bytes.Add(-counted.sent) // the retry sends them again
-		}
-	}()
-	// pgconn sends each Read of the pipe as one CopyData message, and the
-	// source writes one row per Write: buffer so messages are ~64 kB.
-	bw := bufio.NewWriterSize(counted, 64<<10-5)
-	srcErr := make(chan error, 1)
-	go func() {
-		_, err := w.src.CopyTo(ctx, bw, t.copyOut(j.chunk, binary))
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err != nil {
-			err = cluster.Wrap(config.Source, "copy "+t.Name+" out", err)
-		}
-		pw.CloseWithError(err)
-		srcErr <- err
-	}()
-	tag, dstErr := w.dst.CopyFrom(ctx, pr, t.copyIn(binary, freeze))
-	pr.CloseWithError(errTargetStopped) // unblocks the source side if the target failed
-	sErr := <-srcErr
-	switch {
-	case sErr != nil && !errors.Is(sErr, errTargetStopped):
+	in, err := startCopyIn(ctx, w.dst, t.copyIn(binary, freeze), binary)
+	if err != nil {
 		w.abandon()
-		return 0, sErr // the source failed first; the target only saw CopyFail
-	case dstErr != nil:
+		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", err)
+	}
+	var sent int64
+	_, srcErr := copyOut(ctx, w.src, t.copyOut(j.chunk, binary), binary, newFrame(), func(frame []byte) ([]byte, error) {
+		if err := in.send(frame); err != nil {
+			return nil, targetError{err}
+		}
+		n := int64(len(frame) - frameHead)
+		j.st.bytes.Add(n)
+		sent += n
+		return frame[:frameHead], nil
+	})
+	if srcErr != nil {
+		in.fail("the source's COPY failed")
+		j.st.bytes.Add(-sent) // the retry sends them again
 		w.abandon()
-		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", dstErr)
-	case sErr != nil:
+		if te := (targetError{}); errors.As(srcErr, &te) {
+			return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", te.error)
+		}
+		return 0, cluster.Wrap(config.Source, "copy "+t.Name+" out", srcErr)
+	}
+	tag, err := in.finish()
+	if err != nil {
+		j.st.bytes.Add(-sent)
 		w.abandon()
-		return 0, sErr
+		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", err)
 	}
 	if inTx {
 		if _, err := w.dst.Exec(ctx, "COMMIT").ReadAll(); err != nil {
@@ -404,7 +395,6 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace b
 			return 0, cluster.Wrap(config.Target, "commit "+t.Name, err)
 		}
 	}
-	ok = true
 	return tag.RowsAffected(), nil
 }
 
@@ -422,20 +412,4 @@ func (w *worker) abandon() {
 	if w.src != nil {
 		w.src.Close(ctx)
 	}
-}
-
-var errTargetStopped = errors.New("the target stopped reading")
-
-// counter counts bytes on their way to the target.
-type counter struct {
-	w    io.Writer
-	n    *atomic.Int64
-	sent int64 // by this stream
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	c.sent += int64(n)
-	return n, err
 }

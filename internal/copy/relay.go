@@ -1,0 +1,470 @@
+package copy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The relay speaks the COPY sub-protocol on the sessions' connections
+// itself. The source sends a COPY's rows one CopyData message each: read
+// through pgconn, every row costs a trip through its message decoder and a
+// Write of a few dozen bytes, then the rows are copied again through a pipe
+// into pgconn's CopyFrom and its goroutines; at ten million rows, over a
+// second of CPU on a machine whose cores the two servers need. Here the
+// rows are copied once, from the source's read buffer into a frame, a
+// CopyData message of many rows that is written to the target as it is.
+//
+// The protocol guarantees what this relies on: "messages sent from the
+// backend will always correspond to single data rows", so frames are cut
+// between rows without parsing them. In binary format the stream's header
+// is sent with the first row and its trailer alone; the relay takes both
+// off, and each target COPY gets its own.
+
+const (
+	frameHead = 5         // a frame's message type and length
+	frameSize = 128 << 10 // rows in a frame, about: what the target's COPY reads at once is 64 kB
+	readSize  = 256 << 10 // one read of the source's socket, at most
+)
+
+// newFrame returns an empty frame.
+func newFrame() []byte {
+	return make([]byte, frameHead, frameHead+frameSize+frameSize/4)
+}
+
+// smallFrame returns a frame of data.
+func smallFrame(data []byte) []byte {
+	return append(make([]byte, frameHead, frameHead+len(data)), data...)
+}
+
+var (
+	binarySignature = []byte("PGCOPY\n\377\r\n\000")
+	// binaryHeader opens a binary COPY stream: the signature, no flags,
+	// no header extension.
+	binaryHeader = append(append([]byte(nil), binarySignature...), 0, 0, 0, 0, 0, 0, 0, 0)
+	// binaryTrailer closes one: a field count of -1.
+	binaryTrailer = []byte{0xff, 0xff}
+)
+
+// targetError is an error of the target session, returned through the
+// source's stream.
+type targetError struct{ error }
+
+func (e targetError) Unwrap() error { return e.error }
+
+// copyOut runs sql, a COPY ... TO STDOUT, on the source session pg and
+// passes the rows to emit in frames: frame[:frameHead] is left for the
+// target's message header, then whole rows (without the binary header and
+// trailer). emit returns the frame to fill next, the same one or another.
+// As with pgconn's CopyTo, an error the server reports leaves pg usable,
+// any other failure closes it.
+func copyOut(ctx context.Context, pg *pgconn.PgConn, sql string, binaryFormat bool, frame []byte,
+	emit func([]byte) ([]byte, error)) (pgconn.CommandTag, error) {
+	if err := ctx.Err(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	// Nothing may wait in pgconn's buffers once its connection is read
+	// directly: SyncConn makes sure.
+	if err := pg.SyncConn(ctx); err != nil {
+		pg.Close(context.Background())
+		return pgconn.CommandTag{}, err
+	}
+	conn := pg.Conn()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	tag, err := readCopyOut(conn, sql, binaryFormat, frame, emit)
+	if !stop() {
+		pg.Close(context.Background()) // cut off mid-message
+		if ctx.Err() != nil && !errors.As(err, new(targetError)) {
+			err = ctx.Err()
+		}
+		return pgconn.CommandTag{}, err
+	}
+	if !usable(err) {
+		pg.Close(context.Background())
+	}
+	return tag, err
+}
+
+// serverSaid reports an error the server sent (of this session: not the
+// target's, passed through the source's stream).
+func serverSaid(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && !errors.As(err, new(targetError))
+}
+
+// usable reports whether a session is in good order after err: none, or an
+// error the server sent without ending the session.
+func usable(err error) bool {
+	var pgErr *pgconn.PgError
+	return err == nil || serverSaid(err) && errors.As(err, &pgErr) && pgErr.Severity != "FATAL" && pgErr.Severity != "PANIC"
+}
+
+func readCopyOut(conn net.Conn, sql string, binaryFormat bool, frame []byte,
+	emit func([]byte) ([]byte, error)) (pgconn.CommandTag, error) {
+	if err := sendQuery(conn, sql); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	r := &msgReader{conn: conn, buf: make([]byte, readSize)}
+	header := binaryFormat // the first row carries the binary header
+	ended := false         // the binary trailer came
+	var tag pgconn.CommandTag
+	var pgErr error
+	for {
+		typ, body, err := r.next()
+		if err != nil {
+			if pgErr != nil {
+				return pgconn.CommandTag{}, pgErr // FATAL: the server closed the connection
+			}
+			return pgconn.CommandTag{}, err
+		}
+		switch typ {
+		case 'd': // CopyData: one row
+			if pgErr != nil {
+				continue
+			}
+			if header {
+				if body, err = skipHeader(body); err != nil {
+					return pgconn.CommandTag{}, err
+				}
+				header = false
+			}
+			if binaryFormat && len(body) >= 2 && body[0] == 0xff && body[1] == 0xff {
+				if len(body) != len(binaryTrailer) {
+					return pgconn.CommandTag{}, errors.New("binary COPY stream: data after its trailer")
+				}
+				ended = true
+				continue
+			}
+			if ended {
+				return pgconn.CommandTag{}, errors.New("binary COPY stream: rows after its trailer")
+			}
+			frame = append(frame, body...)
+			if len(frame) >= frameHead+frameSize {
+				if frame, err = emit(frame); err != nil {
+					return pgconn.CommandTag{}, err
+				}
+			}
+		case 'C': // CommandComplete
+			tag = pgconn.NewCommandTag(string(bytes.TrimSuffix(body, []byte{0})))
+		case 'E':
+			pgErr = decodeError(body)
+		case 'Z': // ReadyForQuery: the command is over
+			switch {
+			case pgErr != nil:
+				return pgconn.CommandTag{}, pgErr
+			case binaryFormat && !ended:
+				return pgconn.CommandTag{}, errors.New("binary COPY stream ended without its trailer")
+			}
+			if len(frame) > frameHead {
+				if _, err := emit(frame); err != nil {
+					return pgconn.CommandTag{}, err
+				}
+			}
+			return tag, nil
+		case 'c', 'H', 'N', 'S', 'A':
+			// CopyDone, CopyOutResponse, a notice, a parameter's new
+			// value, a notification: nothing to do.
+		default:
+			return pgconn.CommandTag{}, fmt.Errorf("unexpected message %q from the server during COPY", typ)
+		}
+	}
+}
+
+// skipHeader returns the first row without the binary header before it.
+func skipHeader(b []byte) ([]byte, error) {
+	if len(b) < 19 || !bytes.Equal(b[:11], binarySignature) {
+		return nil, errors.New("binary COPY stream without its signature")
+	}
+	ext := int(binary.BigEndian.Uint32(b[15:19]))
+	if ext < 0 || len(b)-19 < ext {
+		return nil, errors.New("binary COPY stream: malformed header")
+	}
+	return b[19+ext:], nil
+}
+
+func sendQuery(conn net.Conn, sql string) error {
+	q, err := (&pgproto3.Query{String: sql}).Encode(nil)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Write(q)
+	return err
+}
+
+func decodeError(body []byte) error {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		return err
+	}
+	return pgconn.ErrorResponseToPgError(&er)
+}
+
+// copyIn is a target session's COPY ... FROM STDIN under way: frames are
+// written as they come, and the server's answer, which may come early if
+// the COPY fails, is read by a goroutine.
+type copyIn struct {
+	ctx    context.Context
+	pg     *pgconn.PgConn
+	conn   net.Conn
+	binary bool
+	stop   func() bool
+	answer chan copyResult
+	done   *copyResult // the answer, once taken
+}
+
+type copyResult struct {
+	tag pgconn.CommandTag
+	err error
+}
+
+// startCopyIn runs sql, a COPY ... FROM STDIN, on the target session pg.
+func startCopyIn(ctx context.Context, pg *pgconn.PgConn, sql string, binaryFormat bool) (*copyIn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := pg.SyncConn(ctx); err != nil {
+		pg.Close(context.Background())
+		return nil, err
+	}
+	c := &copyIn{ctx: ctx, pg: pg, conn: pg.Conn(), binary: binaryFormat, answer: make(chan copyResult, 1)}
+	c.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	r := &msgReader{conn: c.conn, buf: make([]byte, 8<<10)}
+	err := c.begin(r, sql)
+	if err != nil {
+		if !c.stop() || !usable(err) {
+			pg.Close(context.Background())
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	go c.read(r)
+	return c, nil
+}
+
+// begin sends the command and waits for the server to take data.
+func (c *copyIn) begin(r *msgReader, sql string) error {
+	if err := sendQuery(c.conn, sql); err != nil {
+		return err
+	}
+	var pgErr error
+	for {
+		typ, body, err := r.next()
+		if err != nil {
+			if pgErr != nil {
+				return pgErr
+			}
+			return err
+		}
+		switch typ {
+		case 'G': // CopyInResponse
+			if c.binary {
+				return c.write(smallFrame(binaryHeader))
+			}
+			return nil
+		case 'E':
+			pgErr = decodeError(body)
+		case 'Z':
+			if pgErr == nil {
+				pgErr = errors.New("the server did not start the COPY")
+			}
+			return pgErr
+		case 'N', 'S', 'A', 'C':
+		default:
+			return fmt.Errorf("unexpected message %q from the server starting COPY", typ)
+		}
+	}
+}
+
+// read waits for the server's answer: it comes after CopyDone, or before
+// it if the COPY fails.
+func (c *copyIn) read(r *msgReader) {
+	var res copyResult
+	for {
+		typ, body, err := r.next()
+		if err != nil {
+			if res.err == nil {
+				res.err = err
+			} // else a FATAL error, sent before the server closed the connection
+			c.answer <- copyResult{err: res.err}
+			return
+		}
+		switch typ {
+		case 'C':
+			res.tag = pgconn.NewCommandTag(string(bytes.TrimSuffix(body, []byte{0})))
+		case 'E':
+			if res.err == nil {
+				res.err = decodeError(body)
+			}
+		case 'Z':
+			c.answer <- res
+			return
+		case 'N', 'S', 'A':
+		default:
+			c.answer <- copyResult{err: fmt.Errorf("unexpected message %q from the server during COPY", typ)}
+			return
+		}
+	}
+}
+
+// write sends a frame: frame[frameHead:] is the data.
+func (c *copyIn) write(frame []byte) error {
+	frame[0] = 'd'
+	binary.BigEndian.PutUint32(frame[1:], uint32(len(frame)-1))
+	_, err := c.conn.Write(frame)
+	return err
+}
+
+// send sends a frame of rows, unless the server has already answered: a
+// failed COPY's error.
+func (c *copyIn) send(frame []byte) error {
+	if c.done == nil {
+		select {
+		case res := <-c.answer:
+			c.done = &res
+		default:
+		}
+	}
+	if c.done != nil {
+		if c.done.err != nil {
+			return c.done.err
+		}
+		return errors.New("the server ended the COPY early")
+	}
+	if err := c.write(frame); err != nil {
+		return c.settle(err)
+	}
+	return nil
+}
+
+// settle takes the server's answer after a failed write, and returns the
+// server's error if it sent one before it closed the connection (a session
+// terminated, a server shutting down), which says more than the write's.
+func (c *copyIn) settle(writeErr error) error {
+	if c.done == nil {
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		var res copyResult
+		select {
+		case res = <-c.answer:
+		case <-t.C:
+			// No answer: the reader must not wait for one that may
+			// never come.
+			c.conn.SetDeadline(time.Unix(1, 0))
+			res = <-c.answer
+		}
+		c.done = &res
+	}
+	if serverSaid(c.done.err) {
+		return c.done.err
+	}
+	return writeErr
+}
+
+// finish ends the COPY and returns the server's answer.
+func (c *copyIn) finish() (pgconn.CommandTag, error) {
+	var err error
+	if c.done == nil {
+		if c.binary {
+			err = c.write(smallFrame(binaryTrailer))
+		}
+		if err == nil {
+			_, err = c.conn.Write([]byte{'c', 0, 0, 0, 4}) // CopyDone
+		}
+	}
+	return c.end(err)
+}
+
+// fail ends the COPY with CopyFail: the server rolls it back.
+func (c *copyIn) fail(why string) {
+	var err error
+	if c.done == nil {
+		msg, _ := (&pgproto3.CopyFail{Message: why}).Encode(nil)
+		_, err = c.conn.Write(msg)
+	}
+	c.end(err)
+}
+
+// end waits for the answer; the session stays usable if it came in order.
+func (c *copyIn) end(writeErr error) (pgconn.CommandTag, error) {
+	if writeErr != nil {
+		writeErr = c.settle(writeErr)
+	} else if c.done == nil {
+		res := <-c.answer
+		c.done = &res
+	}
+	res := *c.done
+	broken := !c.stop() || writeErr != nil || !usable(res.err)
+	if broken {
+		c.pg.Close(context.Background())
+	}
+	switch {
+	case broken && c.ctx.Err() != nil:
+		return pgconn.CommandTag{}, c.ctx.Err()
+	case serverSaid(res.err):
+		return pgconn.CommandTag{}, res.err // the server's reason says most
+	case writeErr != nil:
+		return pgconn.CommandTag{}, writeErr
+	case res.err != nil:
+		return pgconn.CommandTag{}, res.err
+	}
+	return res.tag, nil
+}
+
+// msgReader reads backend messages off a connection through a buffer of
+// its own.
+type msgReader struct {
+	conn net.Conn
+	buf  []byte
+	r, w int // buf[r:w] is read and not yet taken
+}
+
+// next returns the next message's type and body; the body is valid until
+// the next call.
+func (m *msgReader) next() (byte, []byte, error) {
+	for {
+		need := 5 // a message's type and length, then all of it
+		if m.w-m.r >= 5 {
+			size := int(binary.BigEndian.Uint32(m.buf[m.r+1:]))
+			if size < 4 {
+				return 0, nil, fmt.Errorf("invalid message length %d from the server", size)
+			}
+			if end := m.r + 1 + size; end <= m.w {
+				typ, body := m.buf[m.r], m.buf[m.r+5:end]
+				m.r = end
+				return typ, body, nil
+			}
+			need = 1 + size
+			if need > len(m.buf) {
+				// A row bigger than the buffer: it grows for it.
+				grown := make([]byte, need)
+				m.w = copy(grown, m.buf[m.r:m.w])
+				m.r, m.buf = 0, grown
+			}
+		}
+		if m.r == m.w {
+			m.r, m.w = 0, 0
+		} else if len(m.buf)-m.r < need {
+			// The message read in part does not fit where it starts.
+			m.w = copy(m.buf, m.buf[m.r:m.w])
+			m.r = 0
+		}
+		n, err := m.conn.Read(m.buf[m.w:])
+		m.w += n
+		if err != nil && n == 0 {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, err
+		}
+	}
+}

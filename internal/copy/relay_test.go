@@ -1,0 +1,320 @@
+package copy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// These tests play the server's side of the COPY sub-protocol over a pipe,
+// byte for byte as the protocol documents it (the integration tests run the
+// relay against real servers): they pin down the cases a real server
+// rarely produces on demand, such as a stream split at every byte, rows
+// bigger than every buffer, an error mid-stream, or a stream cut short.
+
+func msg(typ byte, body []byte) []byte {
+	b := []byte{typ, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:], uint32(4+len(body)))
+	return append(b, body...)
+}
+
+// binaryRow returns a random binary COPY row: a field count, then each
+// field's length and bytes (NULLs and empty fields among them).
+func binaryRow(r *rand.Rand, big bool) []byte {
+	fields := 1 + r.IntN(5)
+	row := binary.BigEndian.AppendUint16(nil, uint16(fields))
+	for range fields {
+		switch r.IntN(10) {
+		case 0:
+			row = binary.BigEndian.AppendUint32(row, 0xffffffff) // NULL
+		case 1:
+			row = binary.BigEndian.AppendUint32(row, 0)
+		default:
+			size := r.IntN(200)
+			if big {
+				size = readSize + r.IntN(readSize)
+			}
+			row = binary.BigEndian.AppendUint32(row, uint32(size))
+			for range size {
+				row = append(row, byte(r.IntN(256)))
+			}
+		}
+	}
+	return row
+}
+
+// serve plays a server answering one COPY TO with the given messages,
+// written in random pieces, and returns the query it was sent.
+func serve(t *testing.T, r *rand.Rand, conn net.Conn, stream []byte) <-chan string {
+	t.Helper()
+	query := make(chan string, 1)
+	seed := r.Uint64()
+	go func() {
+		defer conn.Close()
+		head := make([]byte, 5)
+		if _, err := io.ReadFull(conn, head); err != nil {
+			query <- ""
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint32(head[1:])-4)
+		io.ReadFull(conn, body)
+		query <- string(bytes.TrimSuffix(body, []byte{0}))
+		pr := rand.New(rand.NewPCG(seed, 1))
+		for len(stream) > 0 {
+			n := min(len(stream), 1+pr.IntN(3*frameSize))
+			if pr.IntN(4) == 0 {
+				n = min(len(stream), 1+pr.IntN(7)) // a message split anywhere
+			}
+			if _, err := conn.Write(stream[:n]); err != nil {
+				return
+			}
+			stream = stream[n:]
+		}
+	}()
+	return query
+}
+
+// relay runs readCopyOut against stream and returns the frames it emitted.
+func relay(t *testing.T, r *rand.Rand, stream []byte, binaryFormat bool) ([][]byte, pgconn.CommandTag, error) {
+	t.Helper()
+	client, server := net.Pipe()
+	defer client.Close()
+	query := serve(t, r, server, stream)
+	var frames [][]byte
+	tag, err := readCopyOut(client, "COPY t TO STDOUT", binaryFormat, newFrame(), func(f []byte) ([]byte, error) {
+		if len(f) < frameHead || !bytes.Equal(f[:frameHead], make([]byte, frameHead)) {
+			t.Fatalf("a frame without its %d bytes for the message header", frameHead)
+		}
+		frames = append(frames, bytes.Clone(f[frameHead:]))
+		return f[:frameHead], nil
+	})
+	if q := <-query; q != "COPY t TO STDOUT" {
+		t.Fatalf("the server was sent %q", q)
+	}
+	return frames, tag, err
+}
+
+// splitRows cuts whole binary rows apart, or fails.
+func splitRows(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for len(b) > 0 {
+		if len(b) < 2 {
+			t.Fatalf("a frame ends inside a row")
+		}
+		fields := int(binary.BigEndian.Uint16(b))
+		end := 2
+		for range fields {
+			if len(b) < end+4 {
+				t.Fatalf("a frame ends inside a row")
+			}
+			l := int32(binary.BigEndian.Uint32(b[end:]))
+			end += 4 + max(int(l), 0)
+		}
+		if end > len(b) {
+			t.Fatalf("a frame ends inside a row")
+		}
+		out = append(out, b[:end])
+		b = b[end:]
+	}
+	return out
+}
+
+var (
+	notice    = msg('N', []byte("SNOTICE\x00Mhello\x00\x00"))
+	parameter = msg('S', []byte("application_name\x00x\x00"))
+)
+
+func TestCopyOutBinary(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 3000, 20000} {
+		var stream []byte
+		stream = append(stream, msg('H', []byte{1, 0, 0})...)
+		var rows [][]byte
+		for i := range n {
+			row := binaryRow(r, r.IntN(1500) == 0)
+			rows = append(rows, row)
+			body := row
+			if i == 0 {
+				// The header, with an extension area, comes with the
+				// first row.
+				body = append(append(bytes.Clone(binarySignature), 0, 0, 0, 0, 0, 0, 0, 3, 'x', 'y', 'z'), row...)
+			}
+			stream = append(stream, msg('d', body)...)
+			if r.IntN(5000) == 0 {
+				stream = append(stream, notice...)
+				stream = append(stream, parameter...)
+			}
+		}
+		if n == 0 {
+			stream = append(stream, msg('d', append(bytes.Clone(binaryHeader), binaryTrailer...))...)
+		} else {
+			stream = append(stream, msg('d', binaryTrailer)...)
+		}
+		stream = append(stream, msg('c', nil)...)
+		stream = append(stream, msg('C', []byte("COPY 42\x00"))...)
+		stream = append(stream, msg('Z', []byte{'T'})...)
+
+		frames, tag, err := relay(t, r, stream, true)
+		if err != nil {
+			t.Fatalf("%d rows: %v", n, err)
+		}
+		if tag.String() != "COPY 42" {
+			t.Fatalf("%d rows: tag %q", n, tag)
+		}
+		var got [][]byte
+		for _, f := range frames {
+			if len(f) == 0 {
+				t.Fatalf("%d rows: an empty frame", n)
+			}
+			got = append(got, splitRows(t, f)...) // every frame is whole rows
+		}
+		if len(got) != len(rows) {
+			t.Fatalf("%d rows: relayed %d", n, len(got))
+		}
+		for i := range rows {
+			if !bytes.Equal(got[i], rows[i]) {
+				t.Fatalf("%d rows: row %d differs", n, i)
+			}
+		}
+	}
+}
+
+func TestCopyOutText(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var stream, want []byte
+	for i := range 30000 {
+		row := append(bytes.Repeat([]byte{'a' + byte(i%26)}, r.IntN(120)), '\\', 'N', '\t', 'x', '\n')
+		want = append(want, row...)
+		stream = append(stream, msg('d', row)...)
+	}
+	stream = append(stream, msg('c', nil)...)
+	stream = append(stream, msg('C', []byte("COPY 30000\x00"))...)
+	stream = append(stream, msg('Z', []byte{'I'})...)
+	frames, tag, err := relay(t, r, stream, false)
+	if err != nil || tag.RowsAffected() != 30000 {
+		t.Fatalf("tag %q, error %v", tag, err)
+	}
+	var got []byte
+	for _, f := range frames {
+		if f[len(f)-1] != '\n' {
+			t.Fatalf("a frame ends inside a row")
+		}
+		got = append(got, f...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("relayed %d bytes, want %d", len(got), len(want))
+	}
+}
+
+// TestCopyOutBroken: the server's error, a stream cut short, a binary
+// stream without its header or trailer are all errors, and the server's
+// own error comes back as such.
+func TestCopyOutBroken(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	row := binaryRow(r, false)
+	first := msg('d', append(bytes.Clone(binaryHeader), row...))
+	er, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "22P02", Message: "boom"}).Encode(nil)
+	fatal, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", Code: "57P01", Message: "terminating connection"}).Encode(nil)
+	end := append(msg('C', []byte("COPY 1\x00")), msg('Z', []byte{'T'})...)
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	cases := []struct {
+		name   string
+		stream []byte
+		code   string // the server's SQLSTATE, if the error is its own
+	}{
+		{"server error", cat(first, msg('d', row), er, msg('Z', []byte{'E'})), "22P02"},
+		{"session ended", cat(first, msg('d', row), fatal), "57P01"}, // FATAL, then the connection closes
+		{"cut inside a message", cat(first, msg('d', row)[:7]), ""},
+		{"no signature", cat(msg('d', row), msg('d', binaryTrailer), end), ""},
+		{"no trailer", cat(first, msg('d', row), end), ""},
+		{"rows after the trailer", cat(first, msg('d', binaryTrailer), msg('d', row), end), ""},
+		{"bad length", cat(first, []byte{'d', 0, 0, 0, 2}), ""},
+	}
+	for _, c := range cases {
+		_, _, err := relay(t, r, c.stream, true)
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			t.Errorf("%s: no error", c.name)
+		case c.code != "" && (!errors.As(err, &pgErr) || pgErr.Code != c.code):
+			t.Errorf("%s: %v, want the server's %s", c.name, err, c.code)
+		case c.code == "" && serverSaid(err):
+			t.Errorf("%s: %v taken for the server's own error", c.name, err)
+		}
+	}
+}
+
+// TestCopyInEarlyError: a target that fails the COPY while rows are still
+// coming answers at once; the relay stops sending and returns the
+// server's error, and the frames it did send were well formed.
+func TestCopyInEarlyError(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	er, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "23502", Message: "null value"}).Encode(nil)
+	got := make(chan [][]byte, 1)
+	go func() {
+		defer server.Close()
+		var msgs [][]byte
+		read := func() []byte {
+			head := make([]byte, 5)
+			if _, err := io.ReadFull(server, head); err != nil {
+				return nil
+			}
+			body := make([]byte, binary.BigEndian.Uint32(head[1:])-4)
+			if _, err := io.ReadFull(server, body); err != nil {
+				return nil
+			}
+			return append(head[:1], body...)
+		}
+		read() // the query
+		server.Write(msg('G', []byte{1, 0, 0}))
+		for range 3 {
+			msgs = append(msgs, read())
+		}
+		server.Write(append(er, msg('Z', []byte{'E'})...))
+		// The server drops what else comes, as PostgreSQL does.
+		for m := read(); m != nil; m = read() {
+			if m[0] != 'd' {
+				msgs = append(msgs, m)
+				break
+			}
+		}
+		got <- msgs
+	}()
+	c := &copyIn{ctx: context.Background(), conn: client, binary: true, answer: make(chan copyResult, 1),
+		stop: func() bool { return true }}
+	rd := &msgReader{conn: client, buf: make([]byte, 64)}
+	if err := c.begin(rd, "COPY t FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	go c.read(rd)
+	var err error
+	for i := 0; err == nil && i < 1000; i++ {
+		err = c.send(append(newFrame(), binaryRow(rand.New(rand.NewPCG(7, uint64(i))), false)...))
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23502" {
+		t.Fatalf("send: %v, want the server's 23502", err)
+	}
+	c.fail("stop") // sends nothing more: the server has answered
+	client.Close()
+	msgs := <-got
+	if !bytes.Equal(msgs[0], append([]byte{'d'}, binaryHeader...)) {
+		t.Fatalf("the first frame is not the binary header: %q", msgs[0])
+	}
+	for _, m := range msgs[1:3] {
+		if m[0] != 'd' {
+			t.Fatalf("a message %q among the frames", m[0])
+		}
+		splitRows(t, m[1:])
+	}
+}
