@@ -365,7 +365,7 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace b
 		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", err)
 	}
 	var sent int64
-	_, srcErr := copyOut(ctx, w.src, t.copyOut(j.chunk, binary), binary, newFrame(), func(frame []byte) ([]byte, error) {
+	_, srcErr := copyOut(ctx, w.src, t.copyOut(j.chunk, binary), binary, func(frame []byte) ([]byte, error) {
 		if err := in.send(frame); err != nil {
 			return nil, targetError{err}
 		}

@@ -68,10 +68,8 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 		ins = append(ins, in)
 	}
 
-	// Whichever session is free takes the next frame; spent frames come
-	// back to be filled again.
+	// Whichever session is free takes the next frame.
 	frames := make(chan []byte, len(sessions))
-	free := make(chan []byte, 2*len(sessions)+1)
 	var sourceDone bool // written before frames is closed
 	type result struct {
 		rows int64
@@ -87,12 +85,7 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 						cancel() // the source and the other sessions stop too
 					}
 				}
-				if cap(f) <= 2*(frameHead+frameSize) { // not one grown by a huge row
-					select {
-					case free <- f[:frameHead]:
-					default:
-					}
-				}
+				putFrame(f)
 			}
 			if err != nil || !sourceDone {
 				in.fail("the source's COPY failed")
@@ -107,7 +100,7 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 		}()
 	}
 	var handed int64
-	_, sErr := copyOut(fctx, w.src, t.copyOut(j.chunk, binaryFormat), binaryFormat, newFrame(), func(f []byte) ([]byte, error) {
+	_, sErr := copyOut(fctx, w.src, t.copyOut(j.chunk, binaryFormat), binaryFormat, func(f []byte) ([]byte, error) {
 		select {
 		case frames <- f:
 		case <-fctx.Done():
@@ -116,12 +109,7 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 		n := int64(len(f) - frameHead)
 		j.st.bytes.Add(n)
 		handed += n
-		select {
-		case next := <-free:
-			return next, nil
-		default:
-			return newFrame(), nil
-		}
+		return newFrame(), nil
 	})
 	sourceDone = sErr == nil
 	close(frames)

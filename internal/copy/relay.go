@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -35,9 +36,28 @@ const (
 	readSize  = 256 << 10 // one read of the source's socket, at most
 )
 
+// Frames and read buffers are reused: thousands of small tables would
+// otherwise each allocate (and the kernel zero) fresh ones.
+var (
+	framePool = sync.Pool{New: func() any {
+		b := make([]byte, frameHead, frameHead+frameSize+frameSize/4)
+		return &b
+	}}
+	readPool = sync.Pool{New: func() any {
+		b := make([]byte, readSize)
+		return &b
+	}}
+)
+
 // newFrame returns an empty frame.
-func newFrame() []byte {
-	return make([]byte, frameHead, frameHead+frameSize+frameSize/4)
+func newFrame() []byte { return (*framePool.Get().(*[]byte))[:frameHead] }
+
+// putFrame gives a spent frame back, unless a huge row grew it.
+func putFrame(b []byte) {
+	if cap(b) <= 2*(frameHead+frameSize) {
+		b = b[:frameHead]
+		framePool.Put(&b)
+	}
 }
 
 // smallFrame returns a frame of data.
@@ -63,10 +83,11 @@ func (e targetError) Unwrap() error { return e.error }
 // copyOut runs sql, a COPY ... TO STDOUT, on the source session pg and
 // passes the rows to emit in frames: frame[:frameHead] is left for the
 // target's message header, then whole rows (without the binary header and
-// trailer). emit returns the frame to fill next, the same one or another.
+// trailer). emit returns the frame to fill next: the same one, or a new
+// one if it keeps the one it was given.
 // As with pgconn's CopyTo, an error the server reports leaves pg usable,
 // any other failure closes it.
-func copyOut(ctx context.Context, pg *pgconn.PgConn, sql string, binaryFormat bool, frame []byte,
+func copyOut(ctx context.Context, pg *pgconn.PgConn, sql string, binaryFormat bool,
 	emit func([]byte) ([]byte, error)) (pgconn.CommandTag, error) {
 	if err := ctx.Err(); err != nil {
 		return pgconn.CommandTag{}, err
@@ -79,7 +100,7 @@ func copyOut(ctx context.Context, pg *pgconn.PgConn, sql string, binaryFormat bo
 	}
 	conn := pg.Conn()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	tag, err := readCopyOut(conn, sql, binaryFormat, frame, emit)
+	tag, err := readCopyOut(conn, sql, binaryFormat, emit)
 	if !stop() {
 		pg.Close(context.Background()) // cut off mid-message
 		if ctx.Err() != nil && !errors.As(err, new(targetError)) {
@@ -107,12 +128,20 @@ func usable(err error) bool {
 	return err == nil || serverSaid(err) && errors.As(err, &pgErr) && pgErr.Severity != "FATAL" && pgErr.Severity != "PANIC"
 }
 
-func readCopyOut(conn net.Conn, sql string, binaryFormat bool, frame []byte,
+func readCopyOut(conn net.Conn, sql string, binaryFormat bool,
 	emit func([]byte) ([]byte, error)) (pgconn.CommandTag, error) {
 	if err := sendQuery(conn, sql); err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	r := &msgReader{conn: conn, buf: make([]byte, readSize)}
+	frame := newFrame()
+	rb := readPool.Get().(*[]byte)
+	r := &msgReader{conn: conn, buf: *rb}
+	defer func() {
+		if frame != nil {
+			putFrame(frame)
+		}
+		readPool.Put(rb) // the original buffer: r.buf may have grown for a huge row
+	}()
 	header := binaryFormat // the first row carries the binary header
 	ended := false         // the binary trailer came
 	var tag pgconn.CommandTag
@@ -164,7 +193,7 @@ func readCopyOut(conn net.Conn, sql string, binaryFormat bool, frame []byte,
 				return pgconn.CommandTag{}, errors.New("binary COPY stream ended without its trailer")
 			}
 			if len(frame) > frameHead {
-				if _, err := emit(frame); err != nil {
+				if frame, err = emit(frame); err != nil {
 					return pgconn.CommandTag{}, err
 				}
 			}

@@ -89,7 +89,7 @@ func relay(t *testing.T, r *rand.Rand, stream []byte, binaryFormat bool) ([][]by
 	defer client.Close()
 	query := serve(t, r, server, stream)
 	var frames [][]byte
-	tag, err := readCopyOut(client, "COPY t TO STDOUT", binaryFormat, newFrame(), func(f []byte) ([]byte, error) {
+	tag, err := readCopyOut(client, "COPY t TO STDOUT", binaryFormat, func(f []byte) ([]byte, error) {
 		if len(f) < frameHead || !bytes.Equal(f[:frameHead], make([]byte, frameHead)) {
 			t.Fatalf("a frame without its %d bytes for the message header", frameHead)
 		}
