@@ -45,9 +45,9 @@ type runResult struct {
 	// CPUSeconds is the user and system time of the tool's process and the
 	// children it waited for: the client's own share of a 2-core machine.
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
-	Equal     bool    `json:"target_equals_source"`
-	Check     string  `json:"check,omitempty"`
-	Error     string  `json:"error,omitempty"`
+	Equal      bool    `json:"target_equals_source"`
+	Check      string  `json:"check,omitempty"`
+	Error      string  `json:"error,omitempty"`
 	// Leftovers is what the tool's own cleanup left and bench dropped.
 	Leftovers string `json:"leftovers,omitempty"`
 	Log       string `json:"log,omitempty"`

@@ -182,7 +182,7 @@ func readCopyOut(conn net.Conn, sql string, binaryFormat bool,
 				}
 			}
 		case 'C': // CommandComplete
-			tag = pgconn.NewCommandTag(string(bytes.TrimSuffix(body, []byte{0})))
+			tag = commandTag(body)
 		case 'E':
 			pgErr = decodeError(body)
 		case 'Z': // ReadyForQuery: the command is over
@@ -226,6 +226,11 @@ func sendQuery(conn net.Conn, sql string) error {
 	}
 	_, err = conn.Write(q)
 	return err
+}
+
+// commandTag decodes a CommandComplete message's body.
+func commandTag(body []byte) pgconn.CommandTag {
+	return pgconn.NewCommandTag(string(bytes.TrimSuffix(body, []byte{0})))
 }
 
 func decodeError(body []byte) error {
@@ -329,7 +334,7 @@ func (c *copyIn) read(r *msgReader) {
 		}
 		switch typ {
 		case 'C':
-			res.tag = pgconn.NewCommandTag(string(bytes.TrimSuffix(body, []byte{0})))
+			res.tag = commandTag(body)
 		case 'E':
 			if res.err == nil {
 				res.err = decodeError(body)
