@@ -152,12 +152,15 @@ func TestSplitCopy(t *testing.T) {
 			p := newPair(t, pairv[0], pairv[1])
 			bigSource(t, p)
 			// No key; NULLs, escapes, values bigger than a batch of rows; an
-			// aclitem column, which has no binary form: the text path.
+			// aclitem column, which has no binary form: the text path, with
+			// character(n) values sent without their trailing blanks.
 			pgtest.Exec(t, p.src, "meta", `
-				CREATE TABLE big_nokey (a int, b text, c bytea, d aclitem);
+				CREATE TABLE big_nokey (a int, b text, c bytea, d aclitem, e character(12), f character(3));
 				INSERT INTO big_nokey SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE E'line\n\ttab\\' || g END,
 				  CASE WHEN g % 5000 = 0 THEN convert_to(repeat(md5(g::text), 20000), 'UTF8') ELSE decode(md5(g::text), 'hex') END,
-				  'postgres=r/postgres'::aclitem
+				  'postgres=r/postgres'::aclitem,
+				  CASE WHEN g % 11 = 0 THEN NULL WHEN g % 3 = 0 THEN '' ELSE E'é\\ \t ' || (g % 1000) END,
+				  CASE WHEN g % 2 = 0 THEN ' ' ELSE 'abc' END
 				FROM generate_series(1, 200000) g;
 				ALTER TABLE big_nokey REPLICA IDENTITY FULL;
 				GRANT SELECT ON big_nokey TO replicator`)

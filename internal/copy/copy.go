@@ -365,13 +365,12 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace b
 		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", err)
 	}
 	var sent int64
-	_, srcErr := copyOut(ctx, w.src, t.copyOut(j.chunk, binary), binary, func(frame []byte) ([]byte, error) {
+	_, srcErr := copyOut(ctx, w.src, t.copyOut(j.chunk, binary), binary, t.Trim, func(frame []byte, read int64) ([]byte, error) {
 		if err := in.send(frame); err != nil {
 			return nil, targetError{err}
 		}
-		n := int64(len(frame) - frameHead)
-		j.st.bytes.Add(n)
-		sent += n
+		j.st.bytes.Add(read)
+		sent += read
 		return frame[:frameHead], nil
 	})
 	if srcErr != nil {

@@ -100,15 +100,14 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 		}()
 	}
 	var handed int64
-	_, sErr := copyOut(fctx, w.src, t.copyOut(j.chunk, binaryFormat), binaryFormat, func(f []byte) ([]byte, error) {
+	_, sErr := copyOut(fctx, w.src, t.copyOut(j.chunk, binaryFormat), binaryFormat, t.Trim, func(f []byte, read int64) ([]byte, error) {
 		select {
 		case frames <- f:
 		case <-fctx.Done():
 			return nil, fctx.Err()
 		}
-		n := int64(len(f) - frameHead)
-		j.st.bytes.Add(n)
-		handed += n
+		j.st.bytes.Add(read)
+		handed += read
 		return newFrame(), nil
 	})
 	sourceDone = sErr == nil

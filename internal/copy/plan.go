@@ -3,6 +3,7 @@ package copy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,7 +20,11 @@ type Table struct {
 	Name    string // as a DBA reads it
 	Target  catalog.QualifiedName
 	Columns []string // quoted, in source order, generated columns left out
-	Binary  bool
+	// Trim marks the columns whose values travel without their trailing
+	// blanks (character(n) on both sides; see trimBlanks); nil when there
+	// are none.
+	Trim   []bool
+	Binary bool
 	// Direct: the target table has the same name and is not partitioned
 	// there, so FREEZE can be used when the table is loaded whole.
 	Direct bool
@@ -46,6 +51,9 @@ type column struct {
 	typ       string
 	generated bool
 	binary    bool
+	// padded: the type is character(n), whose values are stored padded
+	// with blanks to n characters.
+	padded bool
 }
 
 // readColumns reads the columns of the given relations, with whether their
@@ -60,7 +68,8 @@ func readColumns(ctx context.Context, c *cluster.Conn, oids []uint32) (map[uint3
 	q := `SELECT a.attrelid::int8, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), ` + gen + `,
 		t.typsend::oid <> 0 AND t.typreceive::oid <> 0
 		  AND (t.typelem = 0 OR EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.oid = t.typelem
-		                                AND e.typsend::oid <> 0 AND e.typreceive::oid <> 0))
+		                                AND e.typsend::oid <> 0 AND e.typreceive::oid <> 0)),
+		a.atttypid = 'pg_catalog.bpchar'::pg_catalog.regtype AND a.atttypmod > 4
 		FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 		WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attrelid, a.attnum`
@@ -73,7 +82,7 @@ func readColumns(ctx context.Context, c *cluster.Conn, oids []uint32) (map[uint3
 	for rows.Next() {
 		var rel int64
 		var col column
-		if err := rows.Scan(&rel, &col.name, &col.typ, &col.generated, &col.binary); err != nil {
+		if err := rows.Scan(&rel, &col.name, &col.typ, &col.generated, &col.binary, &col.padded); err != nil {
 			return nil, c.Wrap("read columns", err)
 		}
 		out[uint32(rel)] = append(out[uint32(rel)], col)
@@ -142,6 +151,7 @@ func Plan(ctx context.Context, src, dst *cluster.Conn, ssnap, dsnap *catalog.Sna
 		// on both sides, and a target of 14 or newer: before 14 the receiver
 		// rejects arrays of user types whose OIDs differ between clusters.
 		ct.Binary = dst.VersionNum >= 140000
+		var trim []bool
 		for _, c := range scols[ct.Src.OID] {
 			if c.generated {
 				continue // the target computes it
@@ -157,6 +167,10 @@ func Plan(ctx context.Context, src, dst *cluster.Conn, ssnap, dsnap *catalog.Sna
 				ct.Binary = false
 			}
 			ct.Columns = append(ct.Columns, pgx.Identifier{c.name}.Sanitize())
+			trim = append(trim, c.padded && d.padded)
+		}
+		if slices.Contains(trim, true) {
+			ct.Trim = trim
 		}
 		ct.plan(src, splitLarger, parts)
 	}

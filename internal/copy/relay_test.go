@@ -82,24 +82,27 @@ func serve(t *testing.T, r *rand.Rand, conn net.Conn, stream []byte) <-chan stri
 	return query
 }
 
-// relay runs readCopyOut against stream and returns the frames it emitted.
-func relay(t *testing.T, r *rand.Rand, stream []byte, binaryFormat bool) ([][]byte, pgconn.CommandTag, error) {
+// relay runs readCopyOut against stream and returns the frames it emitted
+// and the source's bytes it said were behind them.
+func relay(t *testing.T, r *rand.Rand, stream []byte, binaryFormat bool, trim []bool) ([][]byte, int64, pgconn.CommandTag, error) {
 	t.Helper()
 	client, server := net.Pipe()
 	defer client.Close()
 	query := serve(t, r, server, stream)
 	var frames [][]byte
-	tag, err := readCopyOut(client, "COPY t TO STDOUT", binaryFormat, func(f []byte) ([]byte, error) {
+	var read int64
+	tag, err := readCopyOut(client, "COPY t TO STDOUT", binaryFormat, trim, func(f []byte, n int64) ([]byte, error) {
 		if len(f) < frameHead || !bytes.Equal(f[:frameHead], make([]byte, frameHead)) {
 			t.Fatalf("a frame without its %d bytes for the message header", frameHead)
 		}
 		frames = append(frames, bytes.Clone(f[frameHead:]))
+		read += n
 		return f[:frameHead], nil
 	})
 	if q := <-query; q != "COPY t TO STDOUT" {
 		t.Fatalf("the server was sent %q", q)
 	}
-	return frames, tag, err
+	return frames, read, tag, err
 }
 
 // splitRows cuts whole binary rows apart, or fails.
@@ -163,9 +166,16 @@ func TestCopyOutBinary(t *testing.T) {
 		stream = append(stream, msg('C', []byte("COPY 42\x00"))...)
 		stream = append(stream, msg('Z', []byte{'T'})...)
 
-		frames, tag, err := relay(t, r, stream, true)
+		frames, read, tag, err := relay(t, r, stream, true, nil)
 		if err != nil {
 			t.Fatalf("%d rows: %v", n, err)
+		}
+		var size int
+		for _, row := range rows {
+			size += len(row)
+		}
+		if read != int64(size) {
+			t.Fatalf("%d rows: %d bytes read, want %d", n, read, size)
 		}
 		if tag.String() != "COPY 42" {
 			t.Fatalf("%d rows: tag %q", n, tag)
@@ -199,7 +209,7 @@ func TestCopyOutText(t *testing.T) {
 	stream = append(stream, msg('c', nil)...)
 	stream = append(stream, msg('C', []byte("COPY 30000\x00"))...)
 	stream = append(stream, msg('Z', []byte{'I'})...)
-	frames, tag, err := relay(t, r, stream, false)
+	frames, _, tag, err := relay(t, r, stream, false, nil)
 	if err != nil || tag.RowsAffected() != 30000 {
 		t.Fatalf("tag %q, error %v", tag, err)
 	}
@@ -212,6 +222,137 @@ func TestCopyOutText(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("relayed %d bytes, want %d", len(got), len(want))
+	}
+}
+
+// fieldsRow is a binary COPY row of the given fields, nil for NULL.
+func fieldsRow(fields ...[]byte) []byte {
+	row := binary.BigEndian.AppendUint16(nil, uint16(len(fields)))
+	for _, f := range fields {
+		if f == nil {
+			row = binary.BigEndian.AppendUint32(row, 0xffffffff)
+			continue
+		}
+		row = binary.BigEndian.AppendUint32(row, uint32(len(f)))
+		row = append(row, f...)
+	}
+	return row
+}
+
+// TestTrimBlanks: only the marked fields lose their trailing blanks, and
+// only those; NULLs stay NULL; a malformed row is an error.
+func TestTrimBlanks(t *testing.T) {
+	b := func(s string) []byte { return []byte(s) }
+	blanks := func(n int) string { return string(bytes.Repeat([]byte{' '}, n)) }
+	trim := []bool{false, true, true, true}
+	cases := []struct{ in, want []byte }{
+		{fieldsRow(b("  1  "), b("ab  "), b(blanks(84)), nil), fieldsRow(b("  1  "), b("ab"), b(""), nil)},
+		{fieldsRow(b("x"), b("a b"), b("日本 "+blanks(17)), b("\t\t ")), fieldsRow(b("x"), b("a b"), b("日本"), b("\t\t"))},
+		{fieldsRow(nil, b("\t"), b(" x"+blanks(9)), b("")), fieldsRow(nil, b("\t"), b(" x"), b(""))},
+		{fieldsRow(b(""), b("é"+blanks(8)), b("ñ"+blanks(7)+"z"), b(blanks(3))), fieldsRow(b(""), b("é"), b("ñ"+blanks(7)+"z"), b(""))},
+	}
+	for i, c := range cases {
+		got, err := trimBlanks([]byte("head"), c.in, trim)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !bytes.Equal(got, append([]byte("head"), c.want...)) {
+			t.Errorf("case %d: got %q, want %q", i, got[4:], c.want)
+		}
+	}
+	good := fieldsRow(b("1"), b("a "), b("b"), nil)
+	for _, bad := range [][]byte{
+		nil,
+		good[:1],
+		fieldsRow(b("1"), b("a "), b("b")), // a field short
+		fieldsRow(b("1"), b("a "), b("b"), nil, nil), // a field too many
+		good[:len(good)-1],                           // cut inside a length
+		append(bytes.Clone(good), 0),                 // a byte after the last field
+		good[:len(good)-6],                           // cut inside a value
+	} {
+		if _, err := trimBlanks(nil, bad, trim); err == nil {
+			t.Errorf("malformed row %q: no error", bad)
+		}
+	}
+}
+
+// TestTrimBlanksText: the same in text format, where a tab separates
+// fields and a newline ends the row.
+func TestTrimBlanksText(t *testing.T) {
+	trim := []bool{false, true, true}
+	cases := []struct{ in, want string }{
+		{"  1  \tab  \tc   \n", "  1  \tab\tc\n"},
+		{"\\N\t\\N\t\\N\n", "\\N\t\\N\t\\N\n"},
+		{"x\t   \t\n", "x\t\t\n"},
+		{"x\ta\\\\ \t日本 ñ  \n", "x\ta\\\\\t日本 ñ\n"},
+		{"x\ta\\t \tb\\n  \n", "x\ta\\t\tb\\n\n"},
+	}
+	for i, c := range cases {
+		got, err := trimBlanksText([]byte("head"), []byte(c.in), trim)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if string(got) != "head"+c.want {
+			t.Errorf("case %d: got %q, want %q", i, got[4:], c.want)
+		}
+	}
+	for _, bad := range []string{"", "a\tb\tc", "a\tb\n", "a\tb\tc\td\n"} {
+		if got, err := trimBlanksText([]byte("head"), []byte(bad), trim); err == nil || string(got) != "head" {
+			t.Errorf("malformed row %q: %q, %v", bad, got, err)
+		}
+	}
+}
+
+// TestCopyOutTrim: a stream relayed with trimmed fields comes out row for
+// row with only those fields' trailing blanks gone, and the bytes read are
+// the source's.
+func TestCopyOutTrim(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	trim := []bool{false, true, false}
+	stream := msg('H', []byte{1, 0, 0})
+	var want [][]byte
+	var size int64
+	for i := range 40000 {
+		v := bytes.Repeat([]byte{'a'}, r.IntN(10))
+		pad := bytes.Repeat([]byte{' '}, r.IntN(100))
+		tail := append(bytes.Clone(v), pad...) // the third keeps its blanks
+		row := fieldsRow([]byte{byte(i)}, append(bytes.Clone(v), pad...), tail)
+		want = append(want, fieldsRow([]byte{byte(i)}, v, tail))
+		size += int64(len(row))
+		if i == 0 {
+			row = append(bytes.Clone(binaryHeader), row...)
+		}
+		stream = append(stream, msg('d', row)...)
+	}
+	stream = append(stream, msg('d', binaryTrailer)...)
+	stream = append(stream, msg('C', []byte("COPY 40000\x00"))...)
+	stream = append(stream, msg('Z', []byte{'I'})...)
+	frames, read, _, err := relay(t, r, stream, true, trim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read != size {
+		t.Fatalf("%d bytes read, want %d", read, size)
+	}
+	var got [][]byte
+	for _, f := range frames {
+		got = append(got, splitRows(t, f)...)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d rows relayed, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("row %d: %q, want %q", i, got[i], want[i])
+		}
+	}
+	// A row of another shape than the columns' is an error, not a guess.
+	bad := append(msg('H', []byte{1, 0, 0}), msg('d', append(bytes.Clone(binaryHeader), fieldsRow(nil, nil)...))...)
+	bad = append(bad, msg('d', binaryTrailer)...)
+	bad = append(bad, msg('C', []byte("COPY 1\x00"))...)
+	bad = append(bad, msg('Z', []byte{'I'})...)
+	if _, _, _, err := relay(t, r, bad, true, trim); err == nil {
+		t.Fatal("a row of 2 fields for 3 columns: no error")
 	}
 }
 
@@ -240,7 +381,7 @@ func TestCopyOutBroken(t *testing.T) {
 		{"bad length", cat(first, []byte{'d', 0, 0, 0, 2}), ""},
 	}
 	for _, c := range cases {
-		_, _, err := relay(t, r, c.stream, true)
+		_, _, _, err := relay(t, r, c.stream, true, nil)
 		var pgErr *pgconn.PgError
 		switch {
 		case err == nil:
