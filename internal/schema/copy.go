@@ -146,9 +146,9 @@ func dumpSource(ctx context.Context, m *config.Migration, dump, restore *Tool, o
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgmove-schema-")
+	dir, err := newWorkDir()
 	if err != nil {
-		return nil, fmt.Errorf("schema work directory: %w", err)
+		return nil, err
 	}
 	t0 := time.Now()
 	a, err := Dump(ctx, dump, restore, srcChild, dir, o)
