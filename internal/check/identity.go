@@ -2,10 +2,14 @@ package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
@@ -20,6 +24,10 @@ type IdentityRow struct {
 	Identity string         `json:"identity"` // default, nothing, full, index
 	OK       bool           `json:"ok"`
 	Fix      string         `json:"fix,omitempty"`
+	// UsingIndex is the USING INDEX statement for a table without a
+	// primary key that has a unique index able to serve, whatever its
+	// identity now.
+	UsingIndex string `json:"-"`
 }
 
 var identityNames = map[byte]string{'d': "default", 'n': "nothing", 'f': "full", 'i': "index"}
@@ -68,6 +76,9 @@ func Identities(ctx context.Context, src *cluster.Conn, snap *catalog.Snapshot, 
 		if !row.OK {
 			row.Fix = IdentityFix(t, cands[t.OID])
 		}
+		if !t.HasPK && len(cands[t.OID]) > 0 {
+			row.UsingIndex = IdentityFix(t, cands[t.OID])
+		}
 		rows = append(rows, row)
 	}
 	return rows, nil
@@ -92,8 +103,21 @@ func (c *checker) replicaIdentity(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Tables that are, or would be, REPLICA IDENTITY FULL: the target
+	// finds a changed row by comparing every column.
+	var full []*catalog.Table
+	for _, row := range rows {
+		if row.Table.ReplIdent == 'f' && !row.Table.HasPK || strings.Contains(row.Fix, " FULL;") {
+			full = append(full, row.Table)
+		}
+	}
+	noEq, err := noEquality(ctx, c.src, full)
+	if err != nil {
+		return err
+	}
 	for _, row := range rows {
 		t := row.Table
+		cols := noEq[t.OID]
 		switch {
 		case !row.OK:
 			msg := "no primary key and no usable replica identity: once published, UPDATE and DELETE on it fail on the source"
@@ -102,13 +126,120 @@ func (c *checker) replicaIdentity(ctx context.Context) error {
 			}
 			c.r.add(Error, "source", "replica_identity", t.String(), msg, row.Fix)
 			if strings.Contains(row.Fix, " FULL;") {
-				c.r.Findings[len(c.r.Findings)-1].Detail = "no unique index over NOT NULL columns can serve instead, so the fix is FULL: " + FullCost
+				detail := "no unique index over NOT NULL columns can serve instead, so the fix is FULL: " + FullCost
+				if len(cols) > 0 {
+					detail = "no unique index over NOT NULL columns can serve instead, and FULL works for inserts only: " + fullBreaks(cols)
+				}
+				c.r.Findings[len(c.r.Findings)-1].Detail = detail
 			}
+		case t.ReplIdent == 'f' && !t.HasPK && len(cols) > 0:
+			fix := row.UsingIndex
+			if fix == "" {
+				fix = "give it a primary key (or a unique index over NOT NULL columns and REPLICA IDENTITY USING INDEX)"
+			}
+			c.r.add(Warning, "source", "replica_identity_full", t.String(), "replica identity FULL: "+fullBreaks(cols)+"; a table that only gets INSERTs is fine", fix)
 		case t.ReplIdent == 'f' && !t.HasPK:
 			c.r.add(Info, "source", "replica_identity", t.String(), "replica identity FULL: "+FullCost, "")
 		}
 	}
 	return nil
+}
+
+// fullBreaks says why REPLICA IDENTITY FULL fails with the given columns.
+func fullBreaks(cols []string) string {
+	return "the target finds an updated or deleted row by comparing every column, and " + strings.Join(cols, ", ") +
+		" cannot be compared (no equality operator), so an UPDATE or DELETE replicated with a value there stops the subscription (\"could not identify an equality operator\" in the target's log)"
+}
+
+// noEquality returns, by table, the columns whose type has no equality
+// operator that PostgreSQL's apply can use: json, xml, point, box, ... (a
+// domain's base type and an array's element type count; a composite needs
+// every field comparable). Generated columns are left out: the apply does
+// not compare them. PostgreSQL itself answers, as it does for the apply:
+// SELECT DISTINCT looks the operator up the same way and fails with 42883
+// when there is none. One column of each type is asked; a type the probe
+// cannot tell about (a privilege missing) is taken as comparable.
+func noEquality(ctx context.Context, src *cluster.Conn, tables []*catalog.Table) (map[uint32][]string, error) {
+	out := map[uint32][]string{}
+	if len(tables) == 0 {
+		return out, nil
+	}
+	var oids []uint32
+	byOID := map[uint32]*catalog.Table{}
+	for _, t := range tables {
+		oids = append(oids, t.OID)
+		byOID[t.OID] = t
+	}
+	gen := "a.attgenerated = ''"
+	if src.VersionNum < 120000 {
+		gen = "true"
+	}
+	rows, err := src.Query(ctx, `SELECT a.attrelid::int8, a.attname, a.atttypid::int8, pg_catalog.format_type(a.atttypid, NULL)
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND `+gen+`
+		ORDER BY a.attrelid, a.attnum`, oids)
+	if err != nil {
+		return nil, src.Wrap("read columns", err)
+	}
+	type col struct {
+		rel, typ    uint32
+		name, shown string
+	}
+	var cols []col
+	for rows.Next() {
+		var rel, typ int64
+		var c col
+		if err := rows.Scan(&rel, &c.name, &typ, &c.shown); err != nil {
+			return nil, src.Wrap("read columns", err)
+		}
+		c.rel, c.typ = uint32(rel), uint32(typ)
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, src.Wrap("read columns", err)
+	}
+	comparable := map[uint32]bool{}
+	for _, c := range cols {
+		ok, seen := comparable[c.typ]
+		if !seen {
+			if ok, err = hasEquality(ctx, src, byOID[c.rel], c.name); err != nil {
+				return nil, err
+			}
+			comparable[c.typ] = ok
+		}
+		if !ok {
+			out[c.rel] = append(out[c.rel], fmt.Sprintf("%s (%s)", catalog.QuoteName(c.name), c.shown))
+		}
+	}
+	return out, nil
+}
+
+// hasEquality asks the server whether column col of t has the equality
+// operator the apply needs. Only 42883 says no; any other error (no
+// privilege on the table) leaves the answer unknown, taken as yes.
+func hasEquality(ctx context.Context, src *cluster.Conn, t *catalog.Table, col string) (bool, error) {
+	inTx := src.PgConn().TxStatus() != 'I'
+	if inTx {
+		if _, err := src.Exec(ctx, "SAVEPOINT pgmove_equality"); err != nil {
+			return false, src.Wrap("probe equality of "+t.String()+"."+catalog.QuoteName(col), err)
+		}
+	}
+	_, err := src.Exec(ctx, "EXPLAIN SELECT DISTINCT "+pgx.Identifier{col}.Sanitize()+" FROM ONLY "+t.Ident())
+	var pgErr *pgconn.PgError
+	no := errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedFunction
+	if inTx {
+		if _, rerr := src.Exec(ctx, "ROLLBACK TO SAVEPOINT pgmove_equality"); rerr != nil {
+			return false, src.Wrap("probe equality of "+t.String()+"."+catalog.QuoteName(col), rerr)
+		}
+	}
+	if err != nil && !no {
+		if !src.PgConn().IsClosed() && pgErr != nil {
+			slog.Debug("source: cannot tell whether a column's type has equality", "table", t.String(), "column", col, "error", err)
+			return true, nil
+		}
+		return false, src.Wrap("probe equality of "+t.String()+"."+catalog.QuoteName(col), err)
+	}
+	return !no, nil
 }
 
 // PrettyBytes formats a size like pg_size_pretty.
