@@ -30,6 +30,10 @@ type IdentityRow struct {
 	UsingIndex string `json:"-"`
 }
 
+// fixFull reports whether the row's fix is REPLICA IDENTITY FULL (no
+// unique index can serve).
+func (r IdentityRow) fixFull() bool { return strings.Contains(r.Fix, " FULL;") }
+
 var identityNames = map[byte]string{'d': "default", 'n': "nothing", 'f': "full", 'i': "index"}
 
 // Identities reports, for every table that holds published rows (plain
@@ -107,7 +111,7 @@ func (c *checker) replicaIdentity(ctx context.Context) error {
 	// finds a changed row by comparing every column.
 	var full []*catalog.Table
 	for _, row := range rows {
-		if row.Table.ReplIdent == 'f' && !row.Table.HasPK || strings.Contains(row.Fix, " FULL;") {
+		if row.Table.ReplIdent == 'f' && !row.Table.HasPK || row.fixFull() {
 			full = append(full, row.Table)
 		}
 	}
@@ -125,7 +129,7 @@ func (c *checker) replicaIdentity(ctx context.Context) error {
 				msg = "replica identity NOTHING: once published, UPDATE and DELETE on it fail on the source"
 			}
 			c.r.add(Error, "source", "replica_identity", t.String(), msg, row.Fix)
-			if strings.Contains(row.Fix, " FULL;") {
+			if row.fixFull() {
 				detail := "no unique index over NOT NULL columns can serve instead, so the fix is FULL: " + FullCost
 				if len(cols) > 0 {
 					detail = "no unique index over NOT NULL columns can serve instead, and FULL works for inserts only: " + fullBreaks(cols)
@@ -218,10 +222,11 @@ func noEquality(ctx context.Context, src *cluster.Conn, tables []*catalog.Table)
 // operator the apply needs. Only 42883 says no; any other error (no
 // privilege on the table) leaves the answer unknown, taken as yes.
 func hasEquality(ctx context.Context, src *cluster.Conn, t *catalog.Table, col string) (bool, error) {
+	action := "probe equality of " + t.String() + "." + catalog.QuoteName(col)
 	inTx := src.PgConn().TxStatus() != 'I'
 	if inTx {
 		if _, err := src.Exec(ctx, "SAVEPOINT pgmove_equality"); err != nil {
-			return false, src.Wrap("probe equality of "+t.String()+"."+catalog.QuoteName(col), err)
+			return false, src.Wrap(action, err)
 		}
 	}
 	_, err := src.Exec(ctx, "EXPLAIN SELECT DISTINCT "+pgx.Identifier{col}.Sanitize()+" FROM ONLY "+t.Ident())
@@ -229,7 +234,7 @@ func hasEquality(ctx context.Context, src *cluster.Conn, t *catalog.Table, col s
 	no := errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedFunction
 	if inTx {
 		if _, rerr := src.Exec(ctx, "ROLLBACK TO SAVEPOINT pgmove_equality"); rerr != nil {
-			return false, src.Wrap("probe equality of "+t.String()+"."+catalog.QuoteName(col), rerr)
+			return false, src.Wrap(action, rerr)
 		}
 	}
 	if err != nil && !no {
@@ -237,7 +242,7 @@ func hasEquality(ctx context.Context, src *cluster.Conn, t *catalog.Table, col s
 			slog.Debug("source: cannot tell whether a column's type has equality", "table", t.String(), "column", col, "error", err)
 			return true, nil
 		}
-		return false, src.Wrap("probe equality of "+t.String()+"."+catalog.QuoteName(col), err)
+		return false, src.Wrap(action, err)
 	}
 	return !no, nil
 }

@@ -253,17 +253,10 @@ func trimBlanks(frame, row []byte, trim []bool) ([]byte, error) {
 			return frame[:start], errMalformedRow
 		}
 		if t {
-			v := end
-			for v-p >= 8 && binary.LittleEndian.Uint64(frame[v-8:]) == 0x2020202020202020 {
-				v -= 8
-			}
-			for v > p && frame[v-1] == ' ' {
-				v--
-			}
-			if v < end {
-				binary.BigEndian.PutUint32(frame[p-4:], uint32(v-p))
-				frame = append(frame[:v], frame[end:]...)
-				end = v
+			var cut int
+			if frame, cut = cutBlanks(frame, p, end); cut > 0 {
+				end -= cut
+				binary.BigEndian.PutUint32(frame[p-4:], uint32(end-p))
 			}
 		}
 		p = end
@@ -295,18 +288,29 @@ func trimBlanksText(frame, row []byte, trim []bool) ([]byte, error) {
 			end = p + tab
 		}
 		if t {
-			v := end
-			for v > p && frame[v-1] == ' ' {
-				v--
-			}
-			if v < end {
-				frame = append(frame[:v], frame[end:]...)
-				end = v
-			}
+			var cut int
+			frame, cut = cutBlanks(frame, p, end)
+			end -= cut
 		}
 		p = end + 1
 	}
 	return frame, nil
+}
+
+// cutBlanks takes the trailing blanks of the value frame[p:end] out of
+// frame, and returns it and how many it took.
+func cutBlanks(frame []byte, p, end int) ([]byte, int) {
+	v := end
+	for v-p >= 8 && binary.LittleEndian.Uint64(frame[v-8:]) == 0x2020202020202020 {
+		v -= 8
+	}
+	for v > p && frame[v-1] == ' ' {
+		v--
+	}
+	if v == end {
+		return frame, 0
+	}
+	return append(frame[:v], frame[end:]...), end - v
 }
 
 var errMalformedRow = errors.New("COPY stream: a row of another shape than the table's columns")

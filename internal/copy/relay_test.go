@@ -26,6 +26,12 @@ func msg(typ byte, body []byte) []byte {
 	return append(b, body...)
 }
 
+// done is how a server ends a COPY: its command tag, then ReadyForQuery
+// with the session's transaction status.
+func done(tag string, status byte) []byte {
+	return append(msg('C', []byte(tag+"\x00")), msg('Z', []byte{status})...)
+}
+
 // binaryRow returns a random binary COPY row: a field count, then each
 // field's length and bytes (NULLs and empty fields among them).
 func binaryRow(r *rand.Rand, big bool) []byte {
@@ -163,8 +169,7 @@ func TestCopyOutBinary(t *testing.T) {
 			stream = append(stream, msg('d', binaryTrailer)...)
 		}
 		stream = append(stream, msg('c', nil)...)
-		stream = append(stream, msg('C', []byte("COPY 42\x00"))...)
-		stream = append(stream, msg('Z', []byte{'T'})...)
+		stream = append(stream, done("COPY 42", 'T')...)
 
 		frames, read, tag, err := relay(t, r, stream, true, nil)
 		if err != nil {
@@ -207,8 +212,7 @@ func TestCopyOutText(t *testing.T) {
 		stream = append(stream, msg('d', row)...)
 	}
 	stream = append(stream, msg('c', nil)...)
-	stream = append(stream, msg('C', []byte("COPY 30000\x00"))...)
-	stream = append(stream, msg('Z', []byte{'I'})...)
+	stream = append(stream, done("COPY 30000", 'I')...)
 	frames, _, tag, err := relay(t, r, stream, false, nil)
 	if err != nil || tag.RowsAffected() != 30000 {
 		t.Fatalf("tag %q, error %v", tag, err)
@@ -325,8 +329,7 @@ func TestCopyOutTrim(t *testing.T) {
 		stream = append(stream, msg('d', row)...)
 	}
 	stream = append(stream, msg('d', binaryTrailer)...)
-	stream = append(stream, msg('C', []byte("COPY 40000\x00"))...)
-	stream = append(stream, msg('Z', []byte{'I'})...)
+	stream = append(stream, done("COPY 40000", 'I')...)
 	frames, read, _, err := relay(t, r, stream, true, trim)
 	if err != nil {
 		t.Fatal(err)
@@ -349,8 +352,7 @@ func TestCopyOutTrim(t *testing.T) {
 	// A row of another shape than the columns' is an error, not a guess.
 	bad := append(msg('H', []byte{1, 0, 0}), msg('d', append(bytes.Clone(binaryHeader), fieldsRow(nil, nil)...))...)
 	bad = append(bad, msg('d', binaryTrailer)...)
-	bad = append(bad, msg('C', []byte("COPY 1\x00"))...)
-	bad = append(bad, msg('Z', []byte{'I'})...)
+	bad = append(bad, done("COPY 1", 'I')...)
 	if _, _, _, err := relay(t, r, bad, true, trim); err == nil {
 		t.Fatal("a row of 2 fields for 3 columns: no error")
 	}
@@ -365,7 +367,7 @@ func TestCopyOutBroken(t *testing.T) {
 	first := msg('d', append(bytes.Clone(binaryHeader), row...))
 	er, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "22P02", Message: "boom"}).Encode(nil)
 	fatal, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", Code: "57P01", Message: "terminating connection"}).Encode(nil)
-	end := append(msg('C', []byte("COPY 1\x00")), msg('Z', []byte{'T'})...)
+	end := done("COPY 1", 'T')
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	cases := []struct {
 		name   string
