@@ -27,6 +27,22 @@ type Conn struct {
 	Version    string // server_version, e.g. "15.18 (Debian 15.18-0+deb12u1)"
 	User       string // current_user
 	Superuser  bool
+	// SystemID is the cluster's system identifier (pg_control_system()):
+	// the same for a primary and its physical standbys, different for
+	// every initdb. With DBOID it names the database pgmove talks to, so a
+	// journal, a copy ledger or a refusal can tell one database from another
+	// even at the same address.
+	SystemID   int64
+	DBOID      uint32
+	InRecovery bool // a physical standby
+}
+
+// Identity names the database: system identifier and database OID.
+func (c *Conn) Identity() string { return fmt.Sprintf("%d/%d", c.SystemID, c.DBOID) }
+
+// SameDatabase reports whether a and b are connections to one database.
+func SameDatabase(a, b *Conn) bool {
+	return a != nil && b != nil && a.SystemID == b.SystemID && a.DBOID == b.DBOID
 }
 
 // Major is the server's major version (13, 14, ...).
@@ -71,9 +87,13 @@ func ConnectConfig(ctx context.Context, ep config.Endpoint, cfg *pgx.ConnConfig)
 		return nil, ExplainConnect(ep, cfg.User, err)
 	}
 	c := &Conn{Conn: pc, Side: ep.Side, Endpoint: ep}
+	// pg_control_system() exists since 9.6 and is executable by every role.
 	err = pc.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_setting('server_version'),
-		current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)`).
-		Scan(&c.VersionNum, &c.Version, &c.User, &c.Superuser)
+		current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+		(SELECT system_identifier FROM pg_catalog.pg_control_system()),
+		(SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()),
+		pg_catalog.pg_is_in_recovery()`).
+		Scan(&c.VersionNum, &c.Version, &c.User, &c.Superuser, &c.SystemID, &c.DBOID, &c.InRecovery)
 	if err != nil {
 		pc.Close(context.Background())
 		return nil, Wrap(ep.Side, "read server version", err)
