@@ -36,6 +36,10 @@ func newPair(t *testing.T, srcMajor, dstMajor int, extraYAML ...string) *pair {
 	pgtest.Exec(t, p.src, "meta", fmt.Sprintf("CREATE ROLE replicator LOGIN REPLICATION BYPASSRLS PASSWORD '%s'", pgtest.Password()))
 	pgtest.Exec(t, p.src, "meta", "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO replicator")
 	t.Setenv("PGPASSFILE", pgtest.PassFile(t))
+	if srcMajor > 15 {
+		// The machine's Debian client is 15; pg_dump must be at least the source's.
+		pgtest.UseClient18(t)
+	}
 	p.dir = t.TempDir()
 	p.config = filepath.Join(p.dir, "migration.yml")
 	p.writeConfig(extraYAML...)

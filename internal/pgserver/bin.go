@@ -58,3 +58,23 @@ func hasServerTools(dir string) error {
 	}
 	return nil
 }
+
+// ClientDir returns the bin directory of the newest PostgreSQL client the
+// tests may use, pg_dump, pg_restore, pg_dumpall and psql of major 18:
+// $PGMOVE_CLIENT18_BIN if set, else ${PGMOVE_PG_CACHE}/client-18/bin, where
+// scripts/install-deps puts the wrappers around Debian's development
+// release's postgresql-client-18 (this machine's Debian ships only 15).
+func ClientDir() (string, error) {
+	d := os.Getenv("PGMOVE_CLIENT18_BIN")
+	if d == "" {
+		d = filepath.Join(CacheDir(), "client-18", "bin")
+	}
+	for _, name := range []string{"pg_dump", "pg_restore", "pg_dumpall", "psql"} {
+		p := filepath.Join(d, name)
+		fi, err := os.Stat(p)
+		if err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+			return "", fmt.Errorf("postgresql 18 client: no executable %s; run scripts/install-deps or set PGMOVE_CLIENT18_BIN", p)
+		}
+	}
+	return d, nil
+}

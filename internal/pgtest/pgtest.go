@@ -138,6 +138,18 @@ func CreateDB(t testing.TB, s *pgserver.Server, name string) {
 	Exec(t, s, "postgres", "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 }
 
+// UseClient18 points pgmove at the PostgreSQL 18 client (PGMOVE_PG_BINDIR)
+// for the rest of the test: pg_dump refuses servers newer than itself, and
+// the machine's own client is 15. A missing client fails the test.
+func UseClient18(t testing.TB) {
+	t.Helper()
+	d, err := pgserver.ClientDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGMOVE_PG_BINDIR", d)
+}
+
 // Majors returns the majors to test: PGMOVE_TEST_MAJORS (a comma list such as
 // "13,17") when set, else def.
 func Majors(t testing.TB, def ...int) []int {
