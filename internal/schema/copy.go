@@ -119,7 +119,8 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 	}
 	t1 := time.Now()
 	defer func() { slog.Debug("target: schema restored", "took", time.Since(t1).Round(time.Millisecond)) }()
-	ro := RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs}
+	ro := RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs,
+		Target: m.Dst, TargetMajor: dst.Major()}
 	if _, err := a.Restore(ctx, dstChild, ro); err != nil {
 		if o.Jobs <= 1 || ctx.Err() != nil {
 			return nil, err

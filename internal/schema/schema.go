@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/pgmove/pgmove/internal/cluster"
+	"github.com/pgmove/pgmove/internal/config"
 )
 
 // Archive is a schema-only dump in pg_dump's custom format, with its table
@@ -176,12 +177,20 @@ type RestoreOptions struct {
 	// foreign key checks of different tables at once. It cannot run in one
 	// transaction, so a failure leaves what was done; a rerun skips it.
 	Jobs int
+	// Target and TargetMajor name the server restored into: a pg_restore
+	// newer than it runs through a script pgmove runs (needsScript).
+	Target      config.Endpoint
+	TargetMajor int
 }
 
 // Restore applies the archive to the target, in one transaction (either
 // all of it lands or none does) unless o.Jobs asks for parallel restore.
 func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreOptions) (restored int, err error) {
 	keep := func(e Entry) bool { return !o.Skip[e.ID] && (o.Only == nil || o.Only(e)) }
+	if needsScript(a.RestoreTool.Major, o.TargetMajor) {
+		// One script, one transaction: no parallel sessions.
+		return a.runList(ctx, dst, o, keep, 1)
+	}
 	if o.Jobs > 1 {
 		tables := 0
 		for _, e := range a.Entries {
@@ -312,6 +321,19 @@ func (a *Archive) runList(ctx context.Context, dst cluster.ChildConn, o RestoreO
 	defer os.Remove(list)
 	if n == 0 {
 		return 0, nil
+	}
+	if needsScript(a.RestoreTool.Major, o.TargetMajor) {
+		args := []string{"--use-list=" + list}
+		if !o.WithOwners {
+			args = append(args, "--no-owner")
+		}
+		if !o.WithACL {
+			args = append(args, "--no-acl")
+		}
+		if err := a.runScript(ctx, o.Target, o.TargetMajor, append(args, a.Path), dst.Env); err != nil {
+			return 0, err
+		}
+		return n, nil
 	}
 	args := []string{"--exit-on-error", "--use-list=" + list, "--dbname=" + dst.Conninfo}
 	if jobs > 1 {
