@@ -22,8 +22,11 @@ func (c *checker) versions(ctx context.Context) error {
 			c.r.add(Error, config.Source, "version", "", fmt.Sprintf("PostgreSQL %s has no logical replication", c.src.Version),
 				"upgrade the source to PostgreSQL 10 or newer, or migrate offline with pg_dump/pg_restore")
 		}
-		if _, _, err := schema.Tools(ctx, c.src.Major()); err != nil {
+		if dump, restore, err := schema.Tools(ctx, c.src.Major()); err != nil {
 			c.r.add(Error, config.Source, "pg_dump", "", err.Error(), "")
+		} else {
+			c.r.add(Info, config.Source, "pg_dump", "", fmt.Sprintf("the schema is dumped with pg_dump %d (%s) and restored with pg_restore %d (%s)",
+				dump.Major, dump.Path, restore.Major, restore.Path), "")
 		}
 	}
 	if c.dst != nil && c.dst.VersionNum < 100000 {
