@@ -562,6 +562,10 @@ func (c *copyIn) end(writeErr error) (pgconn.CommandTag, error) {
 	return res.tag, nil
 }
 
+// maxMessage bounds a backend message's length: a COPY row is built in one
+// server buffer, which cannot pass 1 GB (MaxAllocSize).
+const maxMessage = 1<<30 + 1<<16
+
 // msgReader reads backend messages off a connection through a buffer of
 // its own.
 type msgReader struct {
@@ -577,7 +581,7 @@ func (m *msgReader) next() (byte, []byte, error) {
 		need := 5 // a message's type and length, then all of it
 		if m.w-m.r >= 5 {
 			size := int(binary.BigEndian.Uint32(m.buf[m.r+1:]))
-			if size < 4 {
+			if size < 4 || size > maxMessage {
 				return 0, nil, fmt.Errorf("invalid message length %d from the server", size)
 			}
 			if end := m.r + 1 + size; end <= m.w {
@@ -586,9 +590,11 @@ func (m *msgReader) next() (byte, []byte, error) {
 				return typ, body, nil
 			}
 			need = 1 + size
-			if need > len(m.buf) {
-				// A row bigger than the buffer: it grows for it.
-				grown := make([]byte, need)
+			if need > len(m.buf) && m.w-m.r == len(m.buf) {
+				// A row bigger than the buffer, which its start fills: the
+				// buffer doubles as the row arrives, so a length the bytes
+				// never follow costs no more than the bytes that came.
+				grown := make([]byte, min(need, max(2*len(m.buf), 8<<10)))
 				m.w = copy(grown, m.buf[m.r:m.w])
 				m.r, m.buf = 0, grown
 			}
