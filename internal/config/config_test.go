@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -218,6 +219,54 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := Parse("m.yml", data); err != nil && strings.Contains(err.Error(), "\n") {
 			t.Fatalf("multi-line error: %q", err)
+		}
+	})
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"512MB", "1GB", "64kB", "0", "1.5G", " 3 TB ", "NaN", "Inf", "1e30GB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error: %q", err)
+			}
+			return
+		}
+		if n < 0 {
+			t.Fatalf("ParseSize(%q) = %d, a negative size", s, n)
+		}
+		if again, err := ParseSize(strconv.FormatInt(n, 10)); err != nil || again != n {
+			t.Fatalf("ParseSize(%q) = %d, which reads back as %d (%v)", s, n, again, err)
+		}
+	})
+}
+
+// FuzzResolve: any --src/--dst a user types, and any seed-style file,
+// resolve or fail with one line that never shows the password given.
+func FuzzResolve(f *testing.F) {
+	f.Add("postgres://u:secret1@h:5432/meta", "postgres://u@h2/test", []byte("src_cls: a\n"))
+	f.Add("host=h dbname=d password=hunter22", "", []byte("src_ip: 10.0.0.1\nsrc_db: meta\ndst_ip: 10.0.0.2\ndst_db: test\n"))
+	f.Add("", "", []byte("src_ip: a\nsrc_port: -1\n"))
+	f.Fuzz(func(t *testing.T, src, dst string, yml []byte) {
+		file, err := Parse("m.yml", yml)
+		if err != nil {
+			file = nil
+		}
+		_, err = Resolve(file, Overrides{Src: src, Dst: dst})
+		if err == nil {
+			return
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "\n") {
+			t.Fatalf("multi-line error: %q", msg)
+		}
+		for _, s := range []string{src, dst} {
+			if ci, perr := ParseConninfo(s); perr == nil && len(ci["password"]) >= 6 && strings.Contains(msg, ci["password"]) {
+				t.Fatalf("the error shows the password of %q: %s", s, msg)
+			}
 		}
 	})
 }

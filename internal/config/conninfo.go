@@ -54,11 +54,29 @@ func parseURL(s string) (Conninfo, error) {
 		ci["dbname"] = db
 	}
 	for k, vs := range u.Query() {
+		if !isKeyword(k) {
+			// libpq refuses it too ("invalid URI query parameter").
+			return nil, fmt.Errorf("connection URL: %q is not a connection parameter", k)
+		}
 		if len(vs) > 0 {
 			ci[k] = vs[len(vs)-1]
 		}
 	}
 	return ci, nil
+}
+
+// isKeyword reports whether k can be a libpq connection keyword: lower-case
+// letters, digits and underscores.
+func isKeyword(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func splitHostPort(hp string) (host, port string) {

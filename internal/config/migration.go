@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -310,7 +311,8 @@ func ParseSize(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
+	// NaN and infinities parse as floats; 2^63 bytes and more do not fit.
+	if err != nil || !(f >= 0) || f*float64(mult) >= math.MaxInt64 {
 		return 0, fmt.Errorf("%q is not a size; write it like 512MB or 2GB", s)
 	}
 	return int64(f * float64(mult)), nil
