@@ -7,7 +7,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 BIN     := bin/pgmove
 
-.PHONY: all build deps test unit demo bench clean
+.PHONY: all build deps test unit fuzz demo bench clean
 
 all: build
 
@@ -20,7 +20,12 @@ deps:
 # The full suite: unit tests and integration tests on real servers (13..18).
 test: deps
 	$(GO) vet ./...
+	FUZZTIME=2s scripts/fuzz
 	$(GO) test -count=1 -timeout 30m ./...
+
+# Every fuzz target for FUZZTIME each (default 60s).
+fuzz:
+	scripts/fuzz
 
 # Tests that need no server.
 unit:
