@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -52,7 +53,9 @@ func (s *session) connectForRemoval(ctx context.Context, dryRun bool) error {
 		slog.Warn(srcErr.Error() + "; going on without it")
 	}
 	if !dryRun {
-		return s.begin(ctx)
+		// No context directory is made for a migration that has none:
+		// there is no state to keep.
+		return s.beginIn(ctx, false)
 	}
 	return nil
 }
@@ -62,7 +65,17 @@ func runRemoveSub(ctx context.Context, s *session, o *removeOptions) error {
 		return err
 	}
 	return s.step("remove-sub", func() (string, map[string]string, error) {
-		return removeSub(ctx, s, o.dryRun)
+		msg, data, err := removeSub(ctx, s, o.dryRun)
+		if err == nil && s.orphans != "" && !o.dryRun {
+			// Done on the target, but a slot keeps WAL on the source:
+			// scripts must notice.
+			why := "unreachable"
+			if s.src != nil {
+				why = "its slot could not be dropped"
+			}
+			return msg, data, fmt.Errorf("source: %s, so %s", why, s.orphans)
+		}
+		return msg, data, err
 	})
 }
 
@@ -80,9 +93,11 @@ func removeSub(ctx context.Context, s *session, dryRun bool) (string, map[string
 		for _, sl := range res.OrphanSlots {
 			stmts = append(stmts, replication.DropSlotSQL(sl)+";")
 		}
-		msg += fmt.Sprintf("; the source was unreachable, so its replication slot(s) %s remain and keep WAL until dropped: run on the source %s",
-			strings.Join(res.OrphanSlots, ", "), strings.Join(stmts, " "))
+		s.orphans = fmt.Sprintf("replication slot(s) %s remain on it and keep WAL until dropped: when it is back, run on the source %s",
+			strings.Join(quoteAll(res.OrphanSlots), ", "), strings.Join(stmts, " "))
+		msg += "; on the source, " + s.orphans
 	}
+	s.slotsGone = res.SlotsDropped
 	if !dryRun {
 		fmt.Fprintln(s.g.stdout, msg)
 	}
@@ -122,10 +137,15 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			return "", nil, err
 		}
 		if s.src == nil {
-			later := fmt.Sprintf("the source was unreachable: when it is back, run pgmove cleanup again, or on it: %s; %s;",
-				replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
-			fmt.Fprintln(s.g.stdout, later)
-			return msg + "; " + later, nil, nil
+			left := fmt.Sprintf("publication %q and replication slot %q may remain on it, the slot keeping WAL until dropped: when it is back, run pgmove cleanup again, or on the source: %s; %s;",
+				s.m.PubName, s.m.SlotName, replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
+			fmt.Fprintln(s.g.stdout, "source unreachable: "+left)
+			if o.dryRun {
+				return msg + "; " + left, nil, nil
+			}
+			// The target's part is done; the source's is not, and a
+			// slot left there fills its disk: exit 1 so scripts notice.
+			return msg, nil, fmt.Errorf("source: unreachable, so %s", left)
 		}
 		dropped, err := replication.DropPublication(ctx, s.runner(o.dryRun), s.src, s.m.PubName)
 		if err != nil {
@@ -141,6 +161,11 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		}
 		for _, sl := range slots {
 			if sl.Name != s.m.SlotName {
+				continue
+			}
+			if slices.Contains(s.slotsGone, sl.Name) {
+				// Dropping the subscription dropped it (a dry run
+				// still sees it, in use by the running apply).
 				continue
 			}
 			ok, err := replication.DropSlot(ctx, s.runner(o.dryRun), s.src, sl.Name)
@@ -162,4 +187,12 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		}
 		return msg + "; " + out, nil, nil
 	})
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = catalog.QuoteName(n)
+	}
+	return out
 }
