@@ -258,3 +258,52 @@ func TestCheckKnowsThePhase(t *testing.T) {
 	}
 	p.must("cleanup")
 }
+
+// TestRunbookSpecialObjects: for a source with large objects and an
+// unlogged table, the runbook says copy-seq carries both (not lo_export,
+// not "pgmove does not copy them"), and copy-seq then does what it says.
+// dst_list repeating the leader and an admin who is the replication user
+// are listed once. Issue 12 point 13.
+func TestRunbookSpecialObjects(t *testing.T) {
+	p := newPair(t, 15, 17, "dst_list: [ 127.0.0.1, 127.0.0.2 ]")
+	phaseSource(t, p)
+	pgtest.Exec(t, p.src, "meta", `
+		CREATE UNLOGGED TABLE sessions (id int PRIMARY KEY, who text);
+		INSERT INTO sessions SELECT g, 'u' || g FROM generate_series(1, 40) g;
+		SELECT lo_from_bytea(0, 'first large object'), lo_from_bytea(0, 'second');
+		GRANT SELECT ON ALL TABLES IN SCHEMA public TO replicator`)
+	p.must("plan")
+	b, err := os.ReadFile(filepath.Join(p.contextDir(), "runbook.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := string(b)
+	for _, want := range []string{
+		"| `(database)` | large objects | 2 large object(s): not replicated; at the switch copy-seq makes the target's large objects the source's",
+		"| `public.sessions` | unlogged table | unlogged table: not replicated; at the switch copy-seq empties it on the target and copies its rows from the source again |",
+		"large objects made the source's, by OID and content; unlogged tables emptied and their rows copied again",
+		"- [ ] `public.sessions` (unlogged table):",
+		"- Target hosts: the leader `127.0.0.1` and the replica(s) `127.0.0.2`, reachable",
+		"AND usename NOT IN ('postgres', 'replicator')",
+	} {
+		if !strings.Contains(rb, want) {
+			t.Errorf("runbook.md lacks %q", want)
+		}
+	}
+	for _, not := range []string{"lo_export", "pgmove does not copy", "`127.0.0.1:" + fmt.Sprint(p.dst.Port) + "` (dst_list)"} {
+		if strings.Contains(rb, not) {
+			t.Errorf("runbook.md says %q", not)
+		}
+	}
+	// What the runbook says copy-seq does, it does.
+	p.must("migrate")
+	pgtest.Exec(t, p.src, "meta", `INSERT INTO sessions VALUES (41, 'late'); SELECT lo_from_bytea(0, 'third')`)
+	p.must("copy-seq")
+	if n := pgtest.QueryValue[int64](t, p.dst, "test", "SELECT count(*) FROM sessions"); n != 41 {
+		t.Errorf("unlogged table on the target: %d rows, want 41", n)
+	}
+	if n := pgtest.QueryValue[int64](t, p.dst, "test", "SELECT count(*) FROM pg_largeobject_metadata"); n != 3 {
+		t.Errorf("large objects on the target: %d, want 3", n)
+	}
+	p.must("cleanup")
+}
