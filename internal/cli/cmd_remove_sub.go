@@ -93,9 +93,9 @@ func removeSub(ctx context.Context, s *session, dryRun bool) (string, map[string
 		for _, sl := range res.OrphanSlots {
 			stmts = append(stmts, replication.DropSlotSQL(sl)+";")
 		}
-		s.orphans = fmt.Sprintf("replication slot(s) %s remain on it and keep WAL until dropped: when it is back, run on the source %s",
+		s.orphans = fmt.Sprintf("replication slot(s) %s remain on the source and keep WAL until dropped: once it can be reached, run there %s",
 			strings.Join(quoteAll(res.OrphanSlots), ", "), strings.Join(stmts, " "))
-		msg += "; on the source, " + s.orphans
+		msg += "; " + s.orphans
 	}
 	s.slotsGone = res.SlotsDropped
 	if !dryRun {
@@ -137,9 +137,9 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			return "", nil, err
 		}
 		if s.src == nil {
-			left := fmt.Sprintf("publication %q and replication slot %q may remain on it, the slot keeping WAL until dropped: when it is back, run pgmove cleanup again, or on the source: %s; %s;",
+			left := fmt.Sprintf("publication %q and replication slot %q may remain on the source, the slot keeping WAL until dropped: when it is back, run pgmove cleanup again, or on the source: %s; %s;",
 				s.m.PubName, s.m.SlotName, replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
-			fmt.Fprintln(s.g.stdout, "source unreachable: "+left)
+			fmt.Fprintln(s.g.stdout, "the source was unreachable: "+left)
 			if o.dryRun {
 				return msg + "; " + left, nil, nil
 			}
