@@ -105,8 +105,9 @@ func (s *session) beginIn(ctx context.Context, create bool) error {
 			return err
 		}
 		// Under the lock: the state of another migration is set aside
-		// before this command reads or writes any of it.
-		if err := s.setAside(j, true); err != nil {
+		// before this command reads or writes any of it. Cleaning up a
+		// finished migration again is still that migration.
+		if err := s.setAside(j, create); err != nil {
 			return err
 		}
 		if err := j.Bind(s.identity()); err != nil {
