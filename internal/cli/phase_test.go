@@ -213,6 +213,20 @@ func TestStateOfAnotherMigration(t *testing.T) {
 		}
 	})
 
+	t.Run("a copy.json of another target", func(t *testing.T) {
+		path := filepath.Join(p.contextDir(), "copy.json")
+		if err := os.WriteFile(path, []byte(`{"phase":"failed","source_id":"1/1","target_id":"2/2","tables":[{"table":"public.t1","state":"copying"}]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := p.run("progress")
+		if !strings.Contains(r.stderr, "copy.json is of source database 1/1") || archived() != 3 {
+			t.Errorf("a copy.json of other servers was not set aside (%d): %s", archived(), r)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) || strings.Contains(r.stdout, "copying") {
+			t.Errorf("progress read another migration's copy.json (%v): %s", err, r)
+		}
+	})
+
 	t.Run("status and cleanup with the source down create no directory", func(t *testing.T) {
 		home := t.TempDir()
 		t.Setenv("HOME", home)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/state"
 )
 
@@ -172,13 +173,18 @@ func (s *session) setAside(j *state.Journal, starting bool) error {
 	var why string
 	switch {
 	case b.Empty:
-		return nil
+		why = s.foreignCopy()
+		if why == "" {
+			return nil
+		}
 	case !b.Bound:
 		why = "it does not name the servers it was written for"
 	case state.Conflict(b.Identity, s.identity()) != "":
 		why = "it belongs to other servers: " + state.Conflict(b.Identity, s.identity())
 	case b.Finished && starting:
 		why = "its migration was cleaned up"
+	case s.foreignCopy() != "":
+		why = s.foreignCopy()
 	default:
 		return nil
 	}
@@ -188,6 +194,24 @@ func (s *session) setAside(j *state.Journal, starting bool) error {
 	}
 	slog.Warn(fmt.Sprintf("journal: the state in %s is not this migration's (%s): archived to %s; nothing in it is acted on", j.Dir, why, dir))
 	return nil
+}
+
+// foreignCopy says how copy.json names other databases than the connected
+// ones, or "" (no file, or no conflict with what is known).
+func (s *session) foreignCopy() string {
+	st, err := copy.ReadStatus(s.m.ContextDir)
+	if err != nil || st == nil {
+		return ""
+	}
+	for _, side := range []struct {
+		name, recorded string
+		c              *cluster.Conn
+	}{{"source", st.SourceID, s.src}, {"target", st.TargetID, s.dst}} {
+		if side.recorded != "" && side.c != nil && side.recorded != side.c.Identity() {
+			return fmt.Sprintf("copy.json is of %s database %s, connected to %s (system identifier/database OID)", side.name, side.recorded, side.c.Identity())
+		}
+	}
+	return ""
 }
 
 // lockClass is the first key of pgmove's advisory locks ("pgmv").

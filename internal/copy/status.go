@@ -21,6 +21,11 @@ type Status struct {
 	Started time.Time      `json:"started"`
 	Updated time.Time      `json:"updated"`
 	PID     int            `json:"pid"`
+	// SourceID and TargetID name the databases the copy runs between
+	// (system identifier/database OID), so that no later command takes
+	// this file for another migration's.
+	SourceID string `json:"source_id,omitempty"`
+	TargetID string `json:"target_id,omitempty"`
 	Tables  []*TableStatus `json:"tables"`
 	Indexes IndexStatus    `json:"indexes"`
 	byTable map[*Table]*TableStatus
@@ -107,6 +112,16 @@ func (st *TableStatus) chunkDone(n int64) {
 	st.running.Add(-1)
 	st.rows.Add(n)
 	st.done.Add(1)
+}
+
+// Bind records the databases the copy runs between.
+func (s *Status) Bind(sourceID, targetID string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.SourceID, s.TargetID = sourceID, targetID
+	s.mu.Unlock()
 }
 
 // SetPhase records the phase (copy, index, done, failed).
