@@ -17,20 +17,21 @@ import (
 type Status struct {
 	mu      sync.Mutex
 	path    string
-	Phase   string    `json:"phase"` // copy, index, done, failed
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
-	PID     int       `json:"pid"`
+	Phase   string         `json:"phase"` // copy, index, done, failed
+	Started time.Time      `json:"started"`
+	Updated time.Time      `json:"updated"`
+	PID     int            `json:"pid"`
+	Tables  []*TableStatus `json:"tables"`
+	Indexes IndexStatus    `json:"indexes"`
+	byTable map[*Table]*TableStatus
+	stop    chan struct{}
+	done    chan struct{}
+
 	// SourceID and TargetID name the databases the copy runs between
 	// (system identifier/database OID), so that no later command takes
 	// this file for another migration's.
-	SourceID string         `json:"source_id,omitempty"`
-	TargetID string         `json:"target_id,omitempty"`
-	Tables   []*TableStatus `json:"tables"`
-	Indexes  IndexStatus    `json:"indexes"`
-	byTable  map[*Table]*TableStatus
-	stop     chan struct{}
-	done     chan struct{}
+	SourceID string `json:"source_id,omitempty"`
+	TargetID string `json:"target_id,omitempty"`
 }
 
 // TableStatus is one table's copy progress.
