@@ -182,6 +182,9 @@ func (c *checker) leftovers(ctx context.Context) error {
 	}
 	for _, s := range slots {
 		switch {
+		case s.Name == c.m.SlotName && !sub && c.dst != nil && c.phase.interruptedSlot == s.Name && !s.Active:
+			// A killed copy's slot: create-sub deals with it itself.
+			c.r.add(Info, config.Source, "slot", s.Name, fmt.Sprintf("replication slot of this migration's interrupted copy, retaining %s of WAL: create-sub (or migrate) resumes at the index builds if the copy had finished, or drops it and copies again from a new slot", PrettyBytes(s.RetainedBytes)), "")
 		case s.Name == c.m.SlotName && !sub && c.dst != nil:
 			c.r.add(Warning, config.Source, "slot", s.Name, fmt.Sprintf("replication slot left by an earlier run, retaining %s of WAL", PrettyBytes(s.RetainedBytes)),
 				"pgmove cleanup   -- or on the source: "+replication.DropSlotSQL(s.Name)+";")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
 	"github.com/pgmove/pgmove/internal/state"
@@ -18,10 +17,10 @@ import (
 type phase struct {
 	known        bool // the target answered
 	subscription bool // create-sub is done: what the target lacks now is drift
-	slot         bool // the migration's slot exists on the source
 	// interrupted is the journal's word that a copy of this migration
-	// started and did not finish ("" when not).
-	interrupted string
+	// started and did not finish ("" when not); interruptedSlot is the
+	// slot the last copy ran under, while no subscription took it over.
+	interrupted, interruptedSlot string
 }
 
 // beforeHandoff reports whether the snapshot copy's handoff is still to
@@ -38,14 +37,10 @@ func (c *checker) readPhase(ctx context.Context) error {
 		return err
 	}
 	c.phase.known, c.phase.subscription = true, sub != nil
-	if c.src != nil {
-		slots, err := catalog.Slots(ctx, c.src)
-		if err != nil {
-			return err
-		}
-		for _, s := range slots {
-			c.phase.slot = c.phase.slot || s.Name == c.m.SlotName
-		}
+	if e := c.o.LastCopy; !c.phase.subscription && e != nil {
+		// Also a copy that finished before the run stopped: its slot
+		// waits for the index builds.
+		c.phase.interruptedSlot = e.Data["slot"]
 	}
 	if e := c.o.LastCopy; !c.phase.subscription && e != nil && e.Status != state.Done {
 		c.phase.interrupted = fmt.Sprintf("a copy of this migration %s at %s", map[string]string{state.Started: "started", state.Failed: "failed"}[e.Status], e.Time.Local().Format("2006-01-02 15:04:05"))
