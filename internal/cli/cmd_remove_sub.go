@@ -27,8 +27,8 @@ func newRemoveSubCmd(g *globals) *cobra.Command {
 		Long: `remove-sub disables and drops the subscription on the target; PostgreSQL then
 drops its replication slot on the source. When the source cannot be reached,
 the slot is detached first so the drop succeeds, and pgmove prints the
-statement to drop the orphaned slot later: a forgotten slot keeps WAL on the
-source until its disk is full. Rerunning changes nothing.`,
+statement to drop the orphaned slot later and exits 1: a forgotten slot keeps
+WAL on the source until its disk is full. Rerunning changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "remove-sub")
@@ -111,8 +111,10 @@ func newCleanupCmd(g *globals) *cobra.Command {
 		Short: "Drop everything the migration made: subscription, publication, slots",
 		Long: `cleanup drops the subscription on the target, the publication and any
 replication slot of this migration on the source. It works when the source
-is unreachable (and prints what to drop there later), and rerunning it
-changes nothing. Data and schema on both sides are left alone.`,
+is unreachable: it drops what is on the target, prints what to drop on the
+source later, and exits 1 (the slot keeps WAL there until dropped). Rerunning
+it changes nothing. Data and schema on both sides are left alone. --dry-run
+prints the statements in the order the real run runs them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "cleanup")
