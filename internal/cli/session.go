@@ -192,7 +192,7 @@ func (s *session) setAside(j *state.Journal, starting bool) error {
 	if err != nil || dir == "" {
 		return err
 	}
-	slog.Warn(fmt.Sprintf("journal: the state in %s is not this migration's (%s): archived to %s; nothing in it is acted on", j.Dir, why, dir))
+	slog.Warn(fmt.Sprintf("journal: the state in %s is not this migration's: %s; archived to %s, not acted on", j.Dir, why, dir))
 	return nil
 }
 
