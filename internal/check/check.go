@@ -11,6 +11,7 @@ import (
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/state"
 )
 
 // Severity ranks a finding.
@@ -110,6 +111,10 @@ type Options struct {
 	// Probe runs the connection tests that need a replication connection and
 	// a rolled-back subscription on the target.
 	Probe bool
+	// LastCopy is the last copy event of this migration's journal (one
+	// bound to these servers), nil when there is none: it tells an
+	// interrupted copy's rows from someone else's.
+	LastCopy *state.Event
 }
 
 // Run checks everything that blocks or endangers the migration. src or dst
@@ -134,7 +139,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcEr
 		r.Target.Reachable, r.Target.Version = true, dst.Version
 	}
 	for _, step := range []func(context.Context) error{
-		c.versions, c.sourceSettings, c.targetSettings, c.sourceTables, c.privileges, c.replicationConnection,
+		c.readPhase, c.versions, c.sourceSettings, c.targetSettings, c.sourceTables, c.privileges, c.replicationConnection,
 		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift,
 	} {
 		if err := step(ctx); err != nil {
@@ -162,6 +167,7 @@ type checker struct {
 	r        *Report
 	o        Options
 	snap     *catalog.Snapshot // source
+	phase    phase
 }
 
 // WriteText prints the report for a terminal.

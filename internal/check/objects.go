@@ -182,6 +182,9 @@ func (c *checker) leftovers(ctx context.Context) error {
 	}
 	for _, s := range slots {
 		switch {
+		case s.Name == c.m.SlotName && !sub && c.dst != nil && c.phase.interruptedSlot == s.Name && !s.Active:
+			// A killed copy's slot: create-sub deals with it itself.
+			c.r.add(Info, config.Source, "slot", s.Name, fmt.Sprintf("replication slot of this migration's interrupted copy, retaining %s of WAL: create-sub (or migrate) resumes at the index builds if the copy had finished, or drops it and copies again from a new slot", PrettyBytes(s.RetainedBytes)), "")
 		case s.Name == c.m.SlotName && !sub && c.dst != nil:
 			c.r.add(Warning, config.Source, "slot", s.Name, fmt.Sprintf("replication slot left by an earlier run, retaining %s of WAL", PrettyBytes(s.RetainedBytes)),
 				"pgmove cleanup   -- or on the source: "+replication.DropSlotSQL(s.Name)+";")
@@ -263,7 +266,11 @@ func (c *checker) targetTables(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(full) > 0 {
+	if len(full) > 0 && c.phase.interrupted != "" && !c.o.Native {
+		// The copy's own rows: the rerun restarts it from a new slot.
+		c.r.add(Info, config.Target, "target_rows", "", fmt.Sprintf("%d table(s) on the target hold rows (%s) and %s without finishing: create-sub (or migrate) restarts the copy from a new slot",
+			len(full), strings.Join(firstN(full, 3), ", "), c.phase.interrupted), "")
+	} else if len(full) > 0 {
 		c.r.add(Warning, config.Target, "target_rows", "", fmt.Sprintf("%d table(s) on the target already hold rows (%s): copy-schema refuses to restore over data, and the initial copy would add rows to them",
 			len(full), strings.Join(firstN(full, 3), ", ")), "point dst at an empty database, or empty those tables if they are leftovers")
 	}
@@ -308,9 +315,26 @@ func (c *checker) drift(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pending, pendingTables := 0, map[string]bool{}
 	for _, d := range ds {
 		if d.Warning {
 			continue
+		}
+		if c.phase.beforeHandoff(c.o.Native) {
+			// What create-sub builds next is not a fault: summarised
+			// once below.
+			if postData(d) {
+				pending++
+				if d.Table != "" {
+					pendingTables[d.Table] = true
+				} else {
+					pendingTables[d.Object] = true
+				}
+				continue
+			}
+			if d.Kind == "table" && d.Target == "" {
+				continue // copy-schema creates it: targetTables says so
+			}
 		}
 		sev, msg := Warning, "schema drift: "+describeDiff(d)+"; fix it on the target before the switch"
 		if d.Kind == "table" || d.Kind == "column" {
@@ -321,6 +345,9 @@ func (c *checker) drift(ctx context.Context) error {
 			fix = "-- no safe statement: make the target match the source by hand (pgmove compare --schema shows both)"
 		}
 		c.r.add(sev, config.Target, "schema_drift", d.Object, msg, fix)
+	}
+	if pending > 0 {
+		c.r.add(Info, config.Target, "post_data", "", pendingSummary(pending, pendingTables), "")
 	}
 	return nil
 }

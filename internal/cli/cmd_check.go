@@ -80,7 +80,17 @@ func doCheckAnd(ctx context.Context, s *session, copyMode string, probe bool, co
 	if srcErr == nil && dstErr == nil && connected != nil {
 		connected()
 	}
-	return check.Run(ctx, s.m, s.src, s.dst, srcErr, dstErr, check.Options{Native: copyMode == "native", Probe: probe}), nil
+	o := check.Options{Native: copyMode == "native", Probe: probe}
+	// The journal, once set aside if it is another migration's, says
+	// whether a copy of this one was interrupted.
+	j, err := s.openJournal()
+	if err != nil {
+		return nil, err
+	}
+	if o.LastCopy, err = j.Last("copy"); err != nil {
+		return nil, err
+	}
+	return check.Run(ctx, s.m, s.src, s.dst, srcErr, dstErr, o), nil
 }
 
 // blockedError is the one line that says why a migration cannot go on:

@@ -160,7 +160,10 @@ func newCheckSpecialObjectCmd(g *globals) *cobra.Command {
 check-special-object, done right): materialized views, foreign tables,
 unlogged tables, large objects, partitioned tables, generated columns,
 extensions missing on the target, sequences (owned or not), event triggers
-and tables with row-level security, and what happens to each.`,
+and tables with row-level security, and what happens to each.
+
+Exit status 0 when nothing among them blocks the migration, 3 when something
+does (a missing extension, an unreachable side).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "check-special-object")
@@ -183,9 +186,15 @@ and tables with row-level security, and what happens to each.`,
 			r.Findings = keep
 			r.Ready = r.Errors() == 0
 			if o.json {
-				return r.WriteJSON(s.g.stdout)
+				if err := r.WriteJSON(s.g.stdout); err != nil {
+					return err
+				}
+			} else {
+				r.WriteText(s.g.stdout)
 			}
-			r.WriteText(s.g.stdout)
+			if !r.Ready {
+				return withCode(ExitProblems, blockedError(r))
+			}
 			return nil
 		},
 	}

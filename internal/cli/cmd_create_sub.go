@@ -179,6 +179,7 @@ func handoff(ctx context.Context, s *session, f *copyFlags, o copy.Options, with
 	published := snap.Published(s.src.VersionNum, s.m.Include, s.m.Exclude)
 	status := copy.NewStatus(s.m.ContextDir)
 	defer status.Close()
+	status.Bind(s.src.Identity(), s.dst.Identity())
 	o.Status = status
 	return copy.Handoff(ctx, s.m, s.src, s.dst, published, subscriptionSpec(s), copy.HandoffOptions{
 		Copy: o, MaintenanceWorkMem: f.memory, SlotTimeout: f.slotTimeout, WithOwners: withOwners, WithACL: withACL,

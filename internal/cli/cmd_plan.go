@@ -126,6 +126,12 @@ func runPlan(ctx context.Context, s *session, o *planOptions) error {
 	if s.journal, err = state.Open(dir); err != nil {
 		return err
 	}
+	if err := s.setAside(s.journal, false); err != nil {
+		return err
+	}
+	if err := s.journal.Bind(s.identity()); err != nil {
+		return err
+	}
 	return s.step("plan", func() (string, map[string]string, error) {
 		if err := plan.Write(dir, files); err != nil {
 			return "", nil, err

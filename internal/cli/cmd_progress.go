@@ -58,6 +58,10 @@ func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 	if dstErr != nil {
 		return dstErr
 	}
+	// A copy.json of another migration is set aside before it is read.
+	if _, err := s.openJournal(); err != nil {
+		return err
+	}
 	if srcErr != nil {
 		fmt.Fprintln(s.g.stderr, "pgmove: "+srcErr.Error()+" (lag unknown)")
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -26,8 +27,8 @@ func newRemoveSubCmd(g *globals) *cobra.Command {
 		Long: `remove-sub disables and drops the subscription on the target; PostgreSQL then
 drops its replication slot on the source. When the source cannot be reached,
 the slot is detached first so the drop succeeds, and pgmove prints the
-statement to drop the orphaned slot later: a forgotten slot keeps WAL on the
-source until its disk is full. Rerunning changes nothing.`,
+statement to drop the orphaned slot later and exits 1: a forgotten slot keeps
+WAL on the source until its disk is full. Rerunning changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "remove-sub")
@@ -52,7 +53,9 @@ func (s *session) connectForRemoval(ctx context.Context, dryRun bool) error {
 		slog.Warn(srcErr.Error() + "; going on without it")
 	}
 	if !dryRun {
-		return s.begin(ctx)
+		// No context directory is made for a migration that has none:
+		// there is no state to keep.
+		return s.beginIn(ctx, false)
 	}
 	return nil
 }
@@ -62,7 +65,17 @@ func runRemoveSub(ctx context.Context, s *session, o *removeOptions) error {
 		return err
 	}
 	return s.step("remove-sub", func() (string, map[string]string, error) {
-		return removeSub(ctx, s, o.dryRun)
+		msg, data, err := removeSub(ctx, s, o.dryRun)
+		if err == nil && s.orphans != "" && !o.dryRun {
+			// Done on the target, but a slot keeps WAL on the source:
+			// scripts must notice.
+			why := "unreachable"
+			if s.src != nil {
+				why = "its slot could not be dropped"
+			}
+			return msg, data, fmt.Errorf("source: %s, so %s", why, s.orphans)
+		}
+		return msg, data, err
 	})
 }
 
@@ -80,9 +93,11 @@ func removeSub(ctx context.Context, s *session, dryRun bool) (string, map[string
 		for _, sl := range res.OrphanSlots {
 			stmts = append(stmts, replication.DropSlotSQL(sl)+";")
 		}
-		msg += fmt.Sprintf("; the source was unreachable, so its replication slot(s) %s remain and keep WAL until dropped: run on the source %s",
-			strings.Join(res.OrphanSlots, ", "), strings.Join(stmts, " "))
+		s.orphans = fmt.Sprintf("replication slot(s) %s remain on the source and keep WAL until dropped: once it can be reached, run there %s",
+			strings.Join(quoteAll(res.OrphanSlots), ", "), strings.Join(stmts, " "))
+		msg += "; " + s.orphans
 	}
+	s.slotsGone = res.SlotsDropped
 	if !dryRun {
 		fmt.Fprintln(s.g.stdout, msg)
 	}
@@ -96,8 +111,10 @@ func newCleanupCmd(g *globals) *cobra.Command {
 		Short: "Drop everything the migration made: subscription, publication, slots",
 		Long: `cleanup drops the subscription on the target, the publication and any
 replication slot of this migration on the source. It works when the source
-is unreachable (and prints what to drop there later), and rerunning it
-changes nothing. Data and schema on both sides are left alone.`,
+is unreachable: it drops what is on the target, prints what to drop on the
+source later, and exits 1 (the slot keeps WAL there until dropped). Rerunning
+it changes nothing. Data and schema on both sides are left alone. --dry-run
+prints the statements in the order the real run runs them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "cleanup")
@@ -122,10 +139,15 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			return "", nil, err
 		}
 		if s.src == nil {
-			later := fmt.Sprintf("the source was unreachable: when it is back, run pgmove cleanup again, or on it: %s; %s;",
-				replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
-			fmt.Fprintln(s.g.stdout, later)
-			return msg + "; " + later, nil, nil
+			left := fmt.Sprintf("publication %q and replication slot %q may remain on the source, the slot keeping WAL until dropped: when it is back, run pgmove cleanup again, or on the source: %s; %s;",
+				s.m.PubName, s.m.SlotName, replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
+			fmt.Fprintln(s.g.stdout, "the source was unreachable: "+left)
+			if o.dryRun {
+				return msg + "; " + left, nil, nil
+			}
+			// The target's part is done; the source's is not, and a
+			// slot left there fills its disk: exit 1 so scripts notice.
+			return msg, nil, fmt.Errorf("source: unreachable, so %s", left)
 		}
 		dropped, err := replication.DropPublication(ctx, s.runner(o.dryRun), s.src, s.m.PubName)
 		if err != nil {
@@ -141,6 +163,11 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		}
 		for _, sl := range slots {
 			if sl.Name != s.m.SlotName {
+				continue
+			}
+			if slices.Contains(s.slotsGone, sl.Name) {
+				// Dropping the subscription dropped it (a dry run
+				// still sees it, in use by the running apply).
 				continue
 			}
 			ok, err := replication.DropSlot(ctx, s.runner(o.dryRun), s.src, sl.Name)
@@ -162,4 +189,12 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		}
 		return msg + "; " + out, nil, nil
 	})
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = catalog.QuoteName(n)
+	}
+	return out
 }

@@ -50,7 +50,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 
 func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	st := Status{Migration: s.m.Src.Display() + " → " + s.m.Dst.Display(), ContextDir: s.m.ContextDir}
-	j, err := state.Open(s.m.ContextDir)
+	// Both sides first: the journal is this migration's only if it names
+	// these servers.
+	srcErr, dstErr := s.connect(ctx, true, true)
+	j, err := s.openJournal()
 	if err != nil {
 		return err
 	}
@@ -71,7 +74,6 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	}
 	done := func(step string) bool { e, ok := last[step]; return ok && e.Status == state.Done }
 
-	srcErr, dstErr := s.connect(ctx, true, true)
 	if srcErr != nil {
 		st.Problems = append(st.Problems, srcErr.Error())
 	}

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/state"
 )
 
@@ -25,6 +27,11 @@ type session struct {
 	journal *state.Journal
 	lock    *state.Lock
 	locked  bool // the target's advisory lock is held on dst
+	// orphans says which slots a subscription's removal left on an
+	// unreachable source, with the statements to drop them; slotsGone
+	// are the slots dropping the subscription dropped on the source.
+	orphans   string
+	slotsGone []string
 }
 
 // newSession loads the configuration. It does not connect.
@@ -82,13 +89,31 @@ func (s *session) connectBoth(ctx context.Context) error {
 // the context directory, and an advisory lock on the target so a pgmove on
 // another host is refused too. Commands that change something call it.
 func (s *session) begin(ctx context.Context) error {
+	return s.beginIn(ctx, true)
+}
+
+// beginIn is begin; create false leaves a context directory that does not
+// exist uncreated (and the journal closed): cleanup and remove-sub, which
+// have no migration state to keep when there is none yet.
+func (s *session) beginIn(ctx context.Context, create bool) error {
 	j, err := state.Open(s.m.ContextDir)
 	if err != nil {
 		return err
 	}
-	s.journal = j
-	if s.lock, err = j.Acquire(s.command); err != nil {
-		return err
+	if create || j.Exists() {
+		s.journal = j
+		if s.lock, err = j.Acquire(s.command); err != nil {
+			return err
+		}
+		// Under the lock: the state of another migration is set aside
+		// before this command reads or writes any of it. Cleaning up a
+		// finished migration again is still that migration.
+		if err := s.setAside(j, create); err != nil {
+			return err
+		}
+		if err := j.Bind(s.identity()); err != nil {
+			return err
+		}
 	}
 	if s.dst != nil {
 		h := fnv.New32a()
@@ -103,6 +128,90 @@ func (s *session) begin(ctx context.Context) error {
 		s.locked = true
 	}
 	return nil
+}
+
+// identity is the connected servers' identity; a side not connected is unknown.
+func (s *session) identity() state.Identity {
+	var id state.Identity
+	if s.src != nil {
+		id.SrcSystemID, id.SrcDBOID = s.src.SystemID, s.src.DBOID
+	}
+	if s.dst != nil {
+		id.DstSystemID, id.DstDBOID = s.dst.SystemID, s.dst.DBOID
+	}
+	return id
+}
+
+// openJournal opens the journal for a command that only reads it (status),
+// setting aside the state of other servers. It creates nothing when the
+// context directory does not exist.
+func (s *session) openJournal() (*state.Journal, error) {
+	j, err := state.Open(s.m.ContextDir)
+	if err != nil {
+		return nil, err
+	}
+	if j.Exists() {
+		if err := s.setAside(j, false); err != nil {
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+// setAside archives the journal and the copy status when they are not this
+// migration's: written for other servers (another system identifier or
+// database OID on either side, such as new servers at the same address or a
+// re-created target database), written before journals named their servers,
+// or, when starting is true (a command that changes something), of a
+// migration that was cleaned up. pgmove never acts on such state; it says so
+// on stderr in one line.
+func (s *session) setAside(j *state.Journal, starting bool) error {
+	b, err := j.Binding()
+	if err != nil {
+		return err
+	}
+	var why string
+	switch {
+	case b.Empty:
+		why = s.foreignCopy()
+		if why == "" {
+			return nil
+		}
+	case !b.Bound:
+		why = "it does not name the servers it was written for"
+	case state.Conflict(b.Identity, s.identity()) != "":
+		why = "it belongs to other servers: " + state.Conflict(b.Identity, s.identity())
+	case b.Finished && starting:
+		why = "its migration was cleaned up"
+	case s.foreignCopy() != "":
+		why = s.foreignCopy()
+	default:
+		return nil
+	}
+	dir, err := j.Archive(time.Now())
+	if err != nil || dir == "" {
+		return err
+	}
+	slog.Warn(fmt.Sprintf("journal: the state in %s is not this migration's: %s; archived to %s, not acted on", j.Dir, why, dir))
+	return nil
+}
+
+// foreignCopy says how copy.json names other databases than the connected
+// ones, or "" (no file, or no conflict with what is known).
+func (s *session) foreignCopy() string {
+	st, err := copy.ReadStatus(s.m.ContextDir)
+	if err != nil || st == nil {
+		return ""
+	}
+	for _, side := range []struct {
+		name, recorded string
+		c              *cluster.Conn
+	}{{"source", st.SourceID, s.src}, {"target", st.TargetID, s.dst}} {
+		if side.recorded != "" && side.c != nil && side.recorded != side.c.Identity() {
+			return fmt.Sprintf("copy.json is of %s database %s, connected to %s (system identifier/database OID)", side.name, side.recorded, side.c.Identity())
+		}
+	}
+	return ""
 }
 
 // lockClass is the first key of pgmove's advisory locks ("pgmv").

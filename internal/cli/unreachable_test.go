@@ -29,16 +29,19 @@ func TestRemoveSubSourceDown(t *testing.T) {
 	if err := p.src.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	r := p.must("remove-sub")
-	if !strings.Contains(r.stdout, `subscription "sub_pg_meta_meta" dropped`) ||
+	// The target's part is done, but the slot keeps WAL on the source:
+	// exit 1, so scripts notice.
+	r := p.run("remove-sub")
+	if r.code != ExitError || !strings.Contains(r.stderr, `source: unreachable, so replication slot(s) sub_pg_meta_meta remain on the source`) ||
+		!strings.Contains(r.stdout, `subscription "sub_pg_meta_meta" dropped`) ||
 		!strings.Contains(r.stdout, "SELECT pg_catalog.pg_drop_replication_slot('sub_pg_meta_meta');") {
 		t.Fatalf("remove-sub with the source down: %s", r)
 	}
 	if n := pgtest.QueryValue[int64](t, p.dst, "test", "SELECT count(*) FROM pg_subscription"); n != 0 {
 		t.Errorf("%d subscription(s) left on the target", n)
 	}
-	r = p.must("cleanup") // still down: says what to drop later
-	if !strings.Contains(r.stdout, "source was unreachable") {
+	r = p.run("cleanup") // still down: says what to drop later, exit 1
+	if r.code != ExitError || !strings.Contains(r.stdout, "source was unreachable") || !strings.Contains(r.stderr, "pg_drop_replication_slot('sub_pg_meta_meta')") {
 		t.Errorf("cleanup with the source down: %s", r)
 	}
 

@@ -26,6 +26,12 @@ type Status struct {
 	byTable map[*Table]*TableStatus
 	stop    chan struct{}
 	done    chan struct{}
+
+	// SourceID and TargetID name the databases the copy runs between
+	// (system identifier/database OID), so that no later command takes
+	// this file for another migration's.
+	SourceID string `json:"source_id,omitempty"`
+	TargetID string `json:"target_id,omitempty"`
 }
 
 // TableStatus is one table's copy progress.
@@ -107,6 +113,16 @@ func (st *TableStatus) chunkDone(n int64) {
 	st.running.Add(-1)
 	st.rows.Add(n)
 	st.done.Add(1)
+}
+
+// Bind records the databases the copy runs between.
+func (s *Status) Bind(sourceID, targetID string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.SourceID, s.TargetID = sourceID, targetID
+	s.mu.Unlock()
 }
 
 // SetPhase records the phase (copy, index, done, failed).

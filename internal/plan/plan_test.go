@@ -224,7 +224,6 @@ func TestPlanRunbookContent(t *testing.T) {
 		`GRANT SELECT ON ALL TABLES IN SCHEMA "sales" TO "replicator";`,
 		`ALTER TABLE "public"."pgbench_history" REPLICA IDENTITY FULL;`,
 		`ALTER TABLE "public"."events" REPLICA IDENTITY USING INDEX "events_uid_key";`,
-		`REFRESH MATERIALIZED VIEW "public"."daily_totals";`,
 		"public.sessions", "23 MB",
 		"`./copy-schema`", "`./create-pub`", "`./create-sub`", "`./copy-seq`", "`./compare --checksum`", "`./remove-sub`", "`./cleanup`",
 		"`pg-test`", "`10.10.10.3:5432`", "host=pg-test port=5432 dbname=test",
@@ -234,10 +233,57 @@ func TestPlanRunbookContent(t *testing.T) {
 			t.Errorf("runbook lacks %q", want)
 		}
 	}
-	// pgmove does not copy large objects or unlogged rows: the runbook must
-	// not repeat the check's claim that copy-seq does.
-	if strings.Contains(s, "copy-seq copies") || strings.Contains(s, "copy-seq refreshes") {
-		t.Error("runbook claims copy-seq carries objects it does not")
+	// copy-seq carries large objects, unlogged tables' rows and
+	// materialized views (internal/carry): the runbook says so, in the
+	// special-object table and at the switch, and sends no one to
+	// lo_export or to a hand-made copy.
+	for _, want := range []string{
+		"| `(database)` | large objects | 12 large object(s): not replicated; at the switch copy-seq makes the target's large objects the source's, by OID and content",
+		"| `public.sessions` | unlogged table | unlogged table: not replicated; at the switch copy-seq empties it on the target and copies its rows from the source again | `ALTER TABLE \"public\".\"sessions\" SET LOGGED;",
+		"| `public.daily_totals` | materialized view | materialized view: not replicated; at the switch copy-seq refreshes it on the target (when the source's is populated) | none |",
+		"runs `pgmove copy-seq`): every sequence's value (3), set on the target in one transaction, never moving one back; large objects made the source's, by OID and content; unlogged tables emptied and their rows copied again; materialized views refreshed.",
+		"Logical replication does not carry these; copy-seq just did. Check each on the target:",
+		"- [ ] `public.sessions` (unlogged table): unlogged table: not replicated; at the switch copy-seq empties it",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("runbook lacks %q", want)
+		}
+	}
+	for _, not := range []string{"lo_export", "pgmove does not copy", "carry them to the target"} {
+		if strings.Contains(s, not) {
+			t.Errorf("runbook says %q, but copy-seq carries them", not)
+		}
+	}
+}
+
+// A dst_list that names the leader too, and an admin who is also the
+// replication user, are listed once each.
+func TestPlanRunbookDedupes(t *testing.T) {
+	in := fixtureInput(t)
+	yml := strings.Replace(fixtureYAML, "dst_list: [ 10.10.10.12, 10.10.10.13 ]", "dst_list: [ 10.10.10.11, 10.10.10.11, 10.10.10.12 ]", 1)
+	yml = strings.Replace(yml, "pg_replicatoin_username: replicator", "pg_replicatoin_username: dbuser_dba", 1)
+	in.M = fixtureMigration(t, yml)
+	md, err := Runbook(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(md)
+	for _, want := range []string{
+		"- Target hosts: the leader `10.10.10.11` and the replica(s) `10.10.10.12`, reachable",
+		"AND usename NOT IN ('dbuser_dba')",
+		"replica `10.10.10.12:5432` (dst_list): read-only traffic may go here",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("runbook lacks %q", want)
+		}
+	}
+	for _, not := range []string{"`10.10.10.11:5432` (dst_list)", "10.10.10.11/32  scram-sha-256  # dst_list"} {
+		if strings.Contains(s, not) {
+			t.Errorf("runbook repeats the leader: %q", not)
+		}
+	}
+	if n := strings.Count(s, "10.10.10.12/32"); n != 2 { // the subscription's line, and again at the switch
+		t.Errorf("10.10.10.12 listed %d times in pg_hba lines, want 2", n)
 	}
 }
 

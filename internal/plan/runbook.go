@@ -3,6 +3,7 @@ package plan
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgmove/pgmove/internal/carry"
 	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/replication"
@@ -52,6 +54,8 @@ type runbookData struct {
 	OldSource              bool   // a source before 14 splits only on an integer key
 	Access                 []string
 	TargetHost             string
+	Replicas               []string // the target's members but its leader, once each
+	CopySeq                string   // what copy-seq does for this migration
 	Scripts                []Script
 }
 
@@ -99,6 +103,8 @@ func Runbook(in Input) ([]byte, error) {
 		}
 	}
 	d.Access, d.TargetHost = access(m)
+	d.Replicas = targetReplicas(m)
+	d.CopySeq = copySeqDoes(f)
 	var b bytes.Buffer
 	if err := templates.ExecuteTemplate(&b, "runbook.md.tmpl", d); err != nil {
 		return nil, fmt.Errorf("plan: render runbook: %w", err)
@@ -156,12 +162,15 @@ func biggest(tables []Table, n int) []Table {
 func targetHosts(m *config.Migration) []string {
 	hosts := []string{m.Dst.Host()}
 	for _, h := range m.DstList {
-		if h != "" && h != m.Dst.Host() {
+		if h != "" && !slices.Contains(hosts, h) {
 			hosts = append(hosts, h)
 		}
 	}
 	return hosts
 }
+
+// targetReplicas are the target's members other than its leader, once each.
+func targetReplicas(m *config.Migration) []string { return targetHosts(m)[1:] }
 
 // hbaLines are the source's pg_hba.conf lines: for the subscription (a
 // logical walsender matches by database name, not by the replication
@@ -215,7 +224,7 @@ func align(rows [][]string) string {
 func terminateSQL(m *config.Migration) string {
 	keep := []string{}
 	for _, u := range []string{m.Src.User(), m.ReplUser} {
-		if u != "" {
+		if u != "" && !slices.Contains(keep, replication.QuoteLiteral(u)) {
 			keep = append(keep, replication.QuoteLiteral(u))
 		}
 	}
@@ -276,18 +285,14 @@ func schemaOf(name string) string {
 // carry the object itself, it says so, with what to do at the switch.
 func special(o Object) specialRow {
 	r := specialRow{Object: o.Object, Kind: strings.ReplaceAll(o.Code, "_", " "), Happens: o.Message, Action: o.Fix}
-	switch o.Code {
-	case "materialized_view":
-		r.Happens = "not replicated: copy-schema creates it unpopulated; refresh it on the target at the switch"
+	// What copy-seq carries is said by the code that carries it.
+	if does := carry.Carried(o.Code); does != "" {
+		what, _, _ := strings.Cut(o.Message, ":")
+		r.Happens = what + ": not replicated; at the switch " + does
 		r.AtSwitch = true
-	case "unlogged_table":
-		r.Happens = "not replicated: copy-schema creates it empty, and pgmove does not copy its rows; copy them at the switch, or make it logged before create-pub"
-		r.AtSwitch = true
-	case "large_objects":
-		r.Happens = strings.SplitN(o.Message, ":", 2)[0] + ": not replicated, and pgmove does not copy them; carry them to the target at the switch (lo_export/lo_import, or your own dump)"
-		r.AtSwitch = true
-	case "foreign_table":
-		r.AtSwitch = false
+		if o.Code == "materialized_view" {
+			r.Action = "" // the refresh is copy-seq's
+		}
 	}
 	if r.Object == "" {
 		r.Object = "(database)"
@@ -312,8 +317,8 @@ func access(m *config.Migration) (lines []string, host string) {
 		host = m.DstDNS
 	}
 	lines = append(lines, fmt.Sprintf("primary %s (dst_ip): the address that takes writes", code(m.Dst.Host()+":"+port)))
-	for _, h := range m.DstList {
-		lines = append(lines, fmt.Sprintf("member %s (dst_list): read-only traffic may go here", code(h+":"+port)))
+	for _, h := range targetReplicas(m) {
+		lines = append(lines, fmt.Sprintf("replica %s (dst_list): read-only traffic may go here", code(h+":"+port)))
 	}
 	return lines, host
 }
@@ -323,4 +328,19 @@ func vipHint(m *config.Migration) string {
 		return " (the VIP " + m.DstVIP + ")"
 	}
 	return " (" + m.Dst.Host() + ")"
+}
+
+// copySeqDoes says what copy-seq does for this migration, from what the
+// check found and the carry package's own words.
+func copySeqDoes(f *Facts) string {
+	parts := []string{fmt.Sprintf("every sequence's value (%d), set on the target in one transaction, never moving one back", f.Sequences)}
+	for _, k := range carry.Kinds {
+		for _, o := range f.Special {
+			if o.Code == k.Code {
+				parts = append(parts, k.Brief)
+				break
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
 }

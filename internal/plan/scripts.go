@@ -1,6 +1,11 @@
 package plan
 
-import "github.com/pgmove/pgmove/internal/config"
+import (
+	"strings"
+
+	"github.com/pgmove/pgmove/internal/carry"
+	"github.com/pgmove/pgmove/internal/config"
+)
 
 // Script is one executable of the context directory: the seed's name, the
 // pgmove step it runs, and whether it changes anything.
@@ -56,7 +61,7 @@ var Scripts = []Script{
 	{Name: "progress", Command: "progress", Usage: "[--watch]", Summary: "per-table copy state, replication lag, throughput and ETA", Side: "both",
 		Effect: "Read-only."},
 	{Name: "copy-seq", Command: "copy-seq", Usage: "[--offset N]", Summary: "copy every sequence's value to the target (at the switch, writes stopped)", Side: "target",
-		Mutating: true, Effect: "Changes the target: setval on every sequence, in one transaction; never moves a sequence back."},
+		Mutating: true, Effect: copySeqEffect()},
 	{Name: "next-seq", Command: "next-seq", Usage: "[N]", Summary: "advance every target sequence N values (default 10000), a margin against conflicts", Side: "target",
 		Mutating: true, Effect: "Changes the target: each run moves the sequences further."},
 	{Name: "compare", Command: "compare", Usage: "[--checksum]", Summary: "compare row counts (--checksum: full content) and sequences on both sides", Side: "both",
@@ -100,4 +105,15 @@ func script(name string) Script {
 		}
 	}
 	panic("plan: no script " + name)
+}
+
+// copySeqEffect is the copy-seq script's effect, from what carry carries.
+func copySeqEffect() string {
+	var names []string
+	for _, k := range carry.Kinds {
+		names = append(names, k.Brief)
+	}
+	last := len(names) - 1
+	return "Changes the target: setval on every sequence (one transaction, never moving one back); " +
+		strings.Join(names[:last], "; ") + "; " + names[last] + " (replication carries none of them)."
 }

@@ -142,6 +142,8 @@ type RemoveResult struct {
 	// OrphanSlots are slots left on the source because it could not be
 	// reached: they retain WAL until dropped.
 	OrphanSlots []string
+	// SlotsDropped are the slots DROP SUBSCRIPTION dropped on the source.
+	SlotsDropped []string
 }
 
 // RemoveSubscription disables and drops the subscription. With the source
@@ -167,6 +169,10 @@ func RemoveSubscription(ctx context.Context, r cluster.Runner, dst, src *cluster
 		err := r.Exec(ctx, dst, "drop subscription "+quoteName(name), DropSubscriptionSQL(name))
 		if err == nil {
 			res.Dropped = true
+			res.SlotsDropped = []string{sub.SlotName}
+			if r.DryRun {
+				fmt.Fprintf(r.Out, "-- (the target drops the subscription's slot %s on the source)\n", quoteName(sub.SlotName))
+			}
 			return res, nil
 		}
 		if !isConnectionFailure(err) {

@@ -27,6 +27,9 @@ type Difference struct {
 	// table), fixture.price_with_tax(amount numeric) (a function with its
 	// identity arguments).
 	Object string
+	// Table is the table a constraint, index, trigger or policy belongs
+	// to, as Object names it; "" for other kinds.
+	Table string
 	// Source and Target are the object's definitions, "" where it is absent.
 	Source, Target string
 	// Fix is SQL that, run on the target, brings it in line with the source;
@@ -1458,7 +1461,7 @@ func alterColumn(q qname, sc, dc *columnDef, dstVersion int) string {
 func diffConstraints(s, d *schemaInfo) []Difference {
 	var out []Difference
 	each(s.constraints, d.constraints, func(k *constraintDef) int64 { return k.oid }, func(m member, sk, dk *constraintDef, inSrc, inDst bool, o order) {
-		diff := Difference{Kind: "constraint", Object: m.String(), order: o}
+		diff := Difference{Kind: "constraint", Object: m.String(), Table: m.table.String(), order: o}
 		alter := "ALTER TABLE " + m.table.ident()
 		switch {
 		case inSrc && !inDst:
@@ -1499,6 +1502,11 @@ func diffIndexes(s, d *schemaInfo) []Difference {
 	var out []Difference
 	each(s.indexes, d.indexes, func(x *indexDef) int64 { return x.oid }, func(q qname, sx, dx *indexDef, inSrc, inDst bool, o order) {
 		diff := Difference{Kind: "index", Object: q.String(), order: o}
+		if sx != nil {
+			diff.Table = qname{q.schema, sx.table}.String()
+		} else if dx != nil {
+			diff.Table = qname{q.schema, dx.table}.String()
+		}
 		switch {
 		case inSrc && !inDst:
 			diff.Source = sx.definition()
@@ -1606,7 +1614,7 @@ func (t *triggerDef) state(m member) string {
 func diffTriggers(s, d *schemaInfo) []Difference {
 	var out []Difference
 	each(s.triggers, d.triggers, func(t *triggerDef) int64 { return t.oid }, func(m member, st, dt *triggerDef, inSrc, inDst bool, o order) {
-		diff := Difference{Kind: "trigger", Object: m.String(), order: o}
+		diff := Difference{Kind: "trigger", Object: m.String(), Table: m.table.String(), order: o}
 		drop := "DROP TRIGGER " + ident(m.name) + " ON " + m.table.ident() + ";"
 		switch {
 		case inSrc && !inDst:
@@ -1652,7 +1660,7 @@ func (p *policyDef) create(m member) string {
 func diffPolicies(s, d *schemaInfo) []Difference {
 	var out []Difference
 	each(s.policies, d.policies, func(p *policyDef) int64 { return p.oid }, func(m member, sp, dp *policyDef, inSrc, inDst bool, o order) {
-		diff := Difference{Kind: "policy", Object: m.String(), order: o}
+		diff := Difference{Kind: "policy", Object: m.String(), Table: m.table.String(), order: o}
 		drop := "DROP POLICY " + ident(m.name) + " ON " + m.table.ident() + ";"
 		switch {
 		case inSrc && !inDst:

@@ -38,12 +38,25 @@ type Journal struct {
 	path string
 }
 
-// Open opens (creating if needed, mode 0700) the context directory's journal.
+// Open opens the context directory's journal. It creates nothing: the
+// directory (mode 0700) is made by the first Record or Acquire, so a
+// read-only command, or one that fails before it changes anything, leaves no
+// empty directory behind.
 func Open(dir string) (*Journal, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("migration context directory: %w", err)
-	}
 	return &Journal{Dir: dir, path: filepath.Join(dir, "journal.jsonl")}, nil
+}
+
+// Exists reports whether the context directory exists.
+func (j *Journal) Exists() bool {
+	st, err := os.Stat(j.Dir)
+	return err == nil && st.IsDir()
+}
+
+func (j *Journal) mkdir() error {
+	if err := os.MkdirAll(j.Dir, 0o700); err != nil {
+		return fmt.Errorf("migration context directory: %w", err)
+	}
+	return nil
 }
 
 // Record appends an event.
@@ -51,6 +64,9 @@ func (j *Journal) Record(step, status, msg string, data map[string]string) error
 	b, err := json.Marshal(Event{Time: time.Now().UTC(), Step: step, Status: status, Message: msg, Data: data})
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
+	}
+	if err := j.mkdir(); err != nil {
+		return err
 	}
 	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -105,6 +121,9 @@ type Lock struct{ f *os.File }
 // Acquire takes the migration's lock without waiting. A second pgmove on the
 // same migration gets an error naming the holder.
 func (j *Journal) Acquire(command string) (*Lock, error) {
+	if err := j.mkdir(); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(j.Dir, "lock")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
