@@ -72,6 +72,9 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	done := func(step string) bool { e, ok := last[step]; return ok && e.Status == state.Done }
 
 	srcErr, dstErr := s.connect(ctx, true, true)
+	if isUsage(srcErr) {
+		return srcErr
+	}
 	if srcErr != nil {
 		st.Problems = append(st.Problems, srcErr.Error())
 	}
