@@ -311,3 +311,32 @@ func TestCountFlagsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestUnloggedRecopyGuarded: copy-seq copies unlogged tables again, each
+// emptied first in its loading transaction; only while everything in it
+// is what pgmove loaded there. A row written on the target by anyone else
+// stops it, and nothing is emptied.
+func TestUnloggedRecopyGuarded(t *testing.T) {
+	p := newPair(t, 15, 16)
+	pgtest.Exec(t, p.src, "meta", `CREATE TABLE t (id int PRIMARY KEY, v text);
+		INSERT INTO t SELECT g, 'source' FROM generate_series(1, 100) g;
+		CREATE UNLOGGED TABLE u (id int PRIMARY KEY, v text);
+		INSERT INTO u SELECT g, 'source' FROM generate_series(1, 300) g;
+		GRANT SELECT ON ALL TABLES IN SCHEMA public TO replicator`)
+	p.must("migrate")
+	p.must("copy-seq")
+	pgtest.Exec(t, p.src, "meta", "INSERT INTO u VALUES (301, 'source')")
+	p.must("copy-seq") // the rows there are the first copy-seq's: replaced
+	if got := count(t, p.dst, "test", "u"); got != 301 {
+		t.Fatalf("the target's unlogged table holds %d rows, want 301", got)
+	}
+	pgtest.Exec(t, p.dst, "test", "INSERT INTO u VALUES (9999, 'target')")
+	r := p.run("copy-seq")
+	if r.code == 0 || !strings.Contains(r.stderr, "public.u holds 1 row(s) pgmove did not load (of 302)") {
+		t.Errorf("copy-seq over a row pgmove did not load: %s", r)
+	}
+	if got := count(t, p.dst, "test", "u"); got != 302 {
+		t.Errorf("the target's unlogged table holds %d rows after the refusal, want 302", got)
+	}
+	p.must("cleanup")
+}
