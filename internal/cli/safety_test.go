@@ -3,8 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,4 +345,68 @@ func TestUnloggedRecopyGuarded(t *testing.T) {
 		t.Errorf("the target's unlogged table holds %d rows after the refusal, want 302", got)
 	}
 	p.must("cleanup")
+}
+
+// TestStandbyTargetRefused: a physical standby of the source (same system
+// identifier, in recovery) named as the target is refused at once.
+func TestStandbyTargetRefused(t *testing.T) {
+	p := newPair(t, 15, 15)
+	standby := pgtest.Start(t, 15)
+	if err := standby.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(standby.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	// The server runs as the postgres OS user (when the tests run as
+	// root): so must its tools.
+	var cred *syscall.Credential
+	uid, gid := os.Geteuid(), os.Getegid()
+	if uid == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	run := func(name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = "/"
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+pgtest.Password())
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+	}
+	run("pg_basebackup", "-D", standby.DataDir, "-h", "127.0.0.1", "-p", fmt.Sprint(p.src.Port), "-U", "postgres", "-X", "stream", "-R", "-c", "fast")
+	// The copied configuration is the primary's: the standby listens on
+	// its own port and socket directory (postgresql.auto.conf wins).
+	auto := filepath.Join(standby.DataDir, "postgresql.auto.conf")
+	f, err := os.OpenFile(auto, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "port = %d\nunix_socket_directories = '%s'\n", standby.Port, standby.DataDir)
+	f.Close()
+	if err := os.Chown(auto, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	run(filepath.Join(standby.BinDir, "pg_ctl"), "start", "-w", "-D", standby.DataDir, "-l", standby.LogFile)
+	if !pgtest.QueryValue[bool](t, standby, "meta", "SELECT pg_is_in_recovery()") {
+		t.Fatal("the standby is not in recovery")
+	}
+	for _, args := range [][]string{{"check"}, {"migrate"}} {
+		r := pgmove(t, append([]string{"-c", p.config, "--dst", url(standby, "postgres")}, args...)...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, "is a physical standby of the source") {
+			t.Errorf("%s with --dst naming a standby of the source: %s", args, r)
+		}
+	}
+	if left := p.publicationsAndSlots(); len(left) != 0 {
+		t.Errorf("the refused runs left %v on the source", left)
+	}
 }
