@@ -392,3 +392,8 @@ var reserved = map[string]bool{
 	"trailing": true, "true": true, "union": true, "unique": true, "user": true, "using": true, "variadic": true,
 	"when": true, "where": true, "window": true, "with": true,
 }
+
+// LedgerSchema is the schema pgmove keeps its copy ledger in on the target
+// (package copy). It is pgmove's own: every listing, comparison, dump and
+// publication leaves it out, on both sides.
+const LedgerSchema = "pgmove"

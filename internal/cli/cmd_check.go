@@ -77,6 +77,9 @@ func doCheckAnd(ctx context.Context, s *session, copyMode string, probe bool, co
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	if isUsage(srcErr) {
+		return nil, srcErr
+	}
 	if srcErr == nil && dstErr == nil && connected != nil {
 		connected()
 	}

@@ -57,10 +57,16 @@ Exit status 0 when equal, 3 when not, listing what differs.`,
 
 func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 	var err error
+	if err := atLeastOne("--jobs", o.jobs); err != nil {
+		return err
+	}
 	var srcErr, dstErr error
 	s.src, srcErr = compare.Connect(ctx, s.m.Src)
 	s.dst, dstErr = compare.Connect(ctx, s.m.Dst)
 	if err = errors.Join(srcErr, dstErr); err != nil {
+		return err
+	}
+	if err := s.refuseSameDatabase(); err != nil {
 		return err
 	}
 	if o.schema {

@@ -51,7 +51,9 @@ func runCreatePub(ctx context.Context, s *session, o *createPubOptions) error {
 	if _, err := s.connect(ctx, true, false); err != nil {
 		return err
 	}
-	_, _ = s.connect(ctx, false, true)
+	if _, err := s.connect(ctx, false, true); isUsage(err) {
+		return err
+	}
 	if !o.dryRun {
 		if err := s.begin(ctx); err != nil {
 			return err

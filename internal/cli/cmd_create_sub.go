@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -69,6 +70,9 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 	copyOpts, err := o.copy.resolve(s)
 	if err != nil {
 		return err
+	}
+	if o.force && o.copy.method != "native" {
+		return &usageError{fmt.Errorf("--force applies to --copy native only: the snapshot copy loads into empty tables, and empties only tables it loaded itself")}
 	}
 	if err := s.connectBoth(ctx); err != nil {
 		return err
@@ -267,5 +271,26 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 			}
 		}
 	}
-	return replication.EnsureSubscription(ctx, s.runner(dryRun), s.dst, subscriptionSpec(s), refresh)
+	spec := subscriptionSpec(s)
+	if sub == nil && s.src.SystemID == s.dst.SystemID {
+		// Source and target databases are in one cluster: CREATE
+		// SUBSCRIPTION would wait for ever for its own slot to be created
+		// (the slot waits for the transaction running that statement to
+		// end), so the slot is made first, as PostgreSQL's documentation
+		// of CREATE SUBSCRIPTION says.
+		if err := s.runner(dryRun).Exec(ctx, s.src, "create replication slot "+catalog.QuoteName(s.m.SlotName)+" first (source and target share a cluster)",
+			"SELECT pg_catalog.pg_create_logical_replication_slot("+replication.QuoteLiteral(s.m.SlotName)+", 'pgoutput')"); err != nil {
+			return none, err
+		}
+		spec.CreateSlot = false
+		res, err := replication.EnsureSubscription(ctx, s.runner(dryRun), s.dst, spec, refresh)
+		if err != nil && !dryRun {
+			// The slot would retain WAL for a subscription that is not there.
+			if _, derr := replication.DropSlot(context.WithoutCancel(ctx), s.runner(false), s.src, s.m.SlotName); derr != nil {
+				slog.Warn(derr.Error())
+			}
+		}
+		return res, err
+	}
+	return replication.EnsureSubscription(ctx, s.runner(dryRun), s.dst, spec, refresh)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/replication"
 )
 
@@ -137,6 +138,16 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		msg, _, err := removeSub(ctx, s, o.dryRun)
 		if err != nil {
 			return "", nil, err
+		}
+		// With the subscription gone, the copy ledger has nothing left to
+		// prove: the next migration into this database starts without it.
+		if dropped, err := copy.DropLedger(ctx, s.runner(o.dryRun), s.dst); err != nil {
+			return "", nil, err
+		} else if dropped {
+			msg += "; the copy ledger (schema " + copy.LedgerSchema + ") dropped"
+			if !o.dryRun {
+				fmt.Fprintf(s.g.stdout, "target: the copy ledger (schema %s) dropped\n", copy.LedgerSchema)
+			}
 		}
 		if s.src == nil {
 			left := fmt.Sprintf("publication %q and replication slot %q may remain on the source, the slot keeping WAL until dropped: when it is back, run pgmove cleanup again, or on the source: %s; %s;",

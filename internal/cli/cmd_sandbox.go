@@ -54,6 +54,12 @@ migration.yml pointing at them. Then:
 		Short: "Run a steady write load on the source until interrupted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := atLeastOne("--clients", o.clients); err != nil {
+				return err
+			}
+			if o.rate < 0 {
+				return &usageError{fmt.Errorf("--rate %d: must be 0 (as fast as possible) or more", o.rate)}
+			}
 			res, err := sandbox.Load(cmd.Context(), o.dir, sandbox.LoadOptions{Clients: o.clients, Rate: o.rate, Duration: o.duration})
 			if err != nil {
 				return err
@@ -83,6 +89,9 @@ migration.yml pointing at them. Then:
 }
 
 func runSandboxUp(ctx context.Context, g *globals, o *sandboxOptions) error {
+	if err := atLeastOne("--scale", o.scale); err != nil {
+		return err
+	}
 	st, err := sandbox.Up(ctx, sandbox.Options{Dir: o.dir, SrcMajor: o.srcMajor, DstMajor: o.dstMajor, Scale: o.scale}, g.stderr)
 	if err != nil {
 		return err

@@ -65,6 +65,9 @@ func runCopySeq(ctx context.Context, s *session, o *copySeqOptions) error {
 	if o.offset < 0 {
 		return &usageError{fmt.Errorf("--offset %d: the offset must not be negative; sequences must end at or past the source", o.offset)}
 	}
+	if err := atLeastOne("--jobs", o.jobs); err != nil {
+		return err
+	}
 	if err := s.connectBoth(ctx); err != nil {
 		return err
 	}

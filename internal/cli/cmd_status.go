@@ -53,6 +53,9 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	// Both sides first: the journal is this migration's only if it names
 	// these servers.
 	srcErr, dstErr := s.connect(ctx, true, true)
+	if isUsage(srcErr) {
+		return srcErr // the same database twice: nothing to report on
+	}
 	j, err := s.openJournal()
 	if err != nil {
 		return err

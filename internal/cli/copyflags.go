@@ -44,7 +44,16 @@ func (f *copyFlags) resolve(s *session) (copy.Options, error) {
 	if err := validCopy(f.method); err != nil {
 		return copy.Options{}, err
 	}
-	o := copy.Options{Jobs: max(f.jobs, 1), Freeze: f.freeze}
+	if err := atLeastOne("--jobs", f.jobs); err != nil {
+		return copy.Options{}, err
+	}
+	if s.m.Jobs < 0 && !f.changed("jobs") {
+		return copy.Options{}, &usageError{fmt.Errorf("jobs: %d in the configuration: the number of parallel sessions must be at least 1", s.m.Jobs)}
+	}
+	if f.slotTimeout <= 0 {
+		return copy.Options{}, &usageError{fmt.Errorf("--slot-timeout %s: must be more than 0", f.slotTimeout)}
+	}
+	o := copy.Options{Jobs: f.jobs, Freeze: f.freeze}
 	if s.m.Jobs > 0 && !f.changed("jobs") {
 		o.Jobs = s.m.Jobs
 	}
@@ -57,4 +66,13 @@ func (f *copyFlags) resolve(s *session) (copy.Options, error) {
 		o.SplitLarger = s.m.SplitLarger
 	}
 	return o, nil
+}
+
+// atLeastOne is the usage error for a count flag (sessions, clients...)
+// below 1: --jobs 0 or -3 would otherwise run with one job, or none.
+func atLeastOne(flag string, v int) error {
+	if v < 1 {
+		return &usageError{fmt.Errorf("%s %d: must be at least 1", flag, v)}
+	}
+	return nil
 }

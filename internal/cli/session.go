@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -76,12 +77,58 @@ func (s *session) connect(ctx context.Context, src, dst bool) (srcErr, dstErr er
 		go func() { defer wg.Done(); s.dst, dstErr = cluster.Connect(ctx, s.m.Dst, s.command) }()
 	}
 	wg.Wait()
+	if err := s.refuseSameDatabase(); err != nil {
+		// Nothing may be done with a target that is the source itself.
+		s.dst.Close()
+		s.dst = nil
+		return err, err
+	}
 	return srcErr, dstErr
+}
+
+func isUsage(err error) bool {
+	var ue *usageError
+	return errors.As(err, &ue)
+}
+
+// refuseSameDatabase is the usage error for a target that is the source
+// itself (same system identifier and database OID: the same URL twice, or
+// two addresses of one server), or a physical standby of it. Either would
+// have pgmove copy the source into itself: a publication, then a hang, or
+// worse.
+func (s *session) refuseSameDatabase() error {
+	src, dst := s.src, s.dst
+	if src == nil || dst == nil || src.SystemID != dst.SystemID {
+		return nil
+	}
+	key := "dst_ip/dst_port/dst_db"
+	if s.g.dst != "" {
+		key = "--dst"
+	}
+	where := func(c *cluster.Conn) string {
+		h := c.Endpoint.Host()
+		if h == "" {
+			h = "localhost"
+		}
+		return fmt.Sprintf("%s/%s", net.JoinHostPort(h, c.Endpoint.Port()), c.Endpoint.DB)
+	}
+	switch {
+	case cluster.SameDatabase(src, dst):
+		return &usageError{fmt.Errorf("target: %s is the source database itself (%s; both have system identifier %d and database OID %d): source and target are the same database; %s must name the target",
+			where(dst), where(src), dst.SystemID, dst.DBOID, key)}
+	case dst.InRecovery:
+		return &usageError{fmt.Errorf("target: %s is a physical standby of the source %s (same system identifier %d, in recovery): it already follows the source and cannot be written; %s must name the target, a cluster of its own",
+			where(dst), where(src), dst.SystemID, key)}
+	}
+	return nil
 }
 
 // connectBoth opens both sides and fails on the first error.
 func (s *session) connectBoth(ctx context.Context) error {
 	srcErr, dstErr := s.connect(ctx, true, true)
+	if isUsage(srcErr) {
+		return srcErr // the same database twice: one line
+	}
 	return errors.Join(srcErr, dstErr)
 }
 

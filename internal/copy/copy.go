@@ -41,6 +41,10 @@ type Options struct {
 	// the source OID of each table whose batch went through.
 	InlineBuilt *atomic.Int64
 	InlineDone  *sync.Map
+	// Ledger records each load on the target, in the load's transaction,
+	// and proves which rows a TRUNCATE may remove (see OpenLedger). Nil:
+	// no record, and a table is emptied only when it holds no row at all.
+	Ledger *Ledger
 }
 
 // DefaultSplitLarger is --split-larger-than's default: up to it a table is
@@ -121,9 +125,15 @@ func Replace(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, s
 			return 0, fmt.Errorf("target: %s must exist there as a table of its own", t.Name)
 		}
 	}
+	// Each table is emptied in its loading transaction only if it holds
+	// nothing but rows pgmove loaded there in this migration.
+	ledger, err := OpenLedger(ctx, src, dst, m.SubName, "")
+	if err != nil {
+		return 0, err
+	}
 	st := &Status{byTable: map[*Table]*TableStatus{}}
 	st.Register(plan)
-	if err := Run(ctx, m, "", plan, Options{Jobs: jobs, Replace: true, Status: st}); err != nil {
+	if err := Run(ctx, m, "", plan, Options{Jobs: jobs, Replace: true, Status: st, Ledger: ledger}); err != nil {
 		return 0, err
 	}
 	var rows int64
@@ -212,9 +222,9 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		var rows int64
 		var err error
 		if j.t.Fan > 1 {
-			rows, err = w.copyFan(ctx, j, binary)
+			rows, err = w.copyFan(ctx, j, binary, o.Ledger)
 		} else {
-			rows, err = w.copyChunk(ctx, j, binary, freeze, o.Replace)
+			rows, err = w.copyChunk(ctx, j, binary, freeze, o.Replace, o.Ledger)
 		}
 		if err == nil {
 			j.st.chunkDone(rows)
@@ -346,26 +356,43 @@ func buildInline(ctx context.Context, conn *pgconn.PgConn, t *Table, o Options) 
 }
 
 // copyChunk streams one chunk from the source straight into the target.
-// A chunk is one target transaction: a lone COPY, atomic by itself, or
-// TRUNCATE and COPY together (FREEZE when asked, or a table copied again).
-func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace bool) (int64, error) {
+// A chunk is one target transaction, which also writes the load's entry in
+// the ledger: BEGIN, COPY, the entry and COMMIT, or with TRUNCATE first
+// (FREEZE when asked, or a table copied again), which only a table that is
+// empty or holds nothing but rows this migration loaded may get (checked
+// under an ACCESS EXCLUSIVE lock in that transaction).
+func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace bool, l *Ledger) (int64, error) {
 	t := j.t
-	inTx := freeze || replace
-	if inTx {
+	var prelude string
+	inTx := freeze || replace || (l != nil && t.dst != nil)
+	switch {
+	case freeze || replace:
+		if t.dst == nil {
+			return 0, permanent{fmt.Errorf("target: %s is not a table of its own there; it cannot be emptied and loaded in one transaction", t.Target)}
+		}
+		full, err := l.guardTable(ctx, w.dst, t)
+		if err != nil {
+			w.abandon()
+			return 0, err
+		}
 		// Emptying the table in this transaction is what lets FREEZE write
 		// the rows frozen; it also makes a retry start clean.
-		if _, err := w.dst.Exec(ctx, "BEGIN; TRUNCATE ONLY "+t.Target.Ident()).ReadAll(); err != nil {
-			w.abandon()
-			return 0, cluster.Wrap(config.Target, "truncate "+t.Name, err)
+		if full || freeze {
+			prelude = "TRUNCATE " + only(t.dst) + t.Target.Ident()
 		}
+	case inTx:
+		prelude = "BEGIN"
 	}
-	in, err := startCopyIn(ctx, w.dst, t.copyIn(binary, freeze), binary)
+	in, err := startCopyIn(ctx, w.dst, t.copyIn(binary, freeze), binary, prelude)
 	if err != nil {
 		w.abandon()
+		if strings.HasPrefix(prelude, "TRUNCATE") && freezeRefused(err) {
+			return 0, cluster.Wrap(config.Target, "truncate "+t.Name, err)
+		}
 		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", err)
 	}
 	var sent int64
-	_, srcErr := copyOut(ctx, w.src, t.copyOut(j.chunk, binary), binary, t.Trim, func(frame []byte, read int64) ([]byte, error) {
+	srcTag, srcErr := copyOut(ctx, w.src, t.copyOut(j.chunk, binary), binary, t.Trim, func(frame []byte, read int64) ([]byte, error) {
 		if err := in.send(frame); err != nil {
 			return nil, targetError{err}
 		}
@@ -382,17 +409,20 @@ func (w *worker) copyChunk(ctx context.Context, j job, binary, freeze, replace b
 		}
 		return 0, cluster.Wrap(config.Source, "copy "+t.Name+" out", srcErr)
 	}
-	tag, err := in.finish()
+	epilogue := ""
+	if inTx {
+		epilogue = l.epilogue(t, srcTag.RowsAffected())
+	}
+	tag, err := in.finishWith(epilogue)
+	if err == nil && in.epilogueErr != nil {
+		j.st.bytes.Add(-sent)
+		w.abandon()
+		return 0, cluster.Wrap(config.Target, "commit "+t.Name, in.epilogueErr)
+	}
 	if err != nil {
 		j.st.bytes.Add(-sent)
 		w.abandon()
 		return 0, cluster.Wrap(config.Target, "copy "+t.Name+" in", err)
-	}
-	if inTx {
-		if _, err := w.dst.Exec(ctx, "COMMIT").ReadAll(); err != nil {
-			w.abandon()
-			return 0, cluster.Wrap(config.Target, "commit "+t.Name, err)
-		}
 	}
 	return tag.RowsAffected(), nil
 }

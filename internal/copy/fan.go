@@ -24,7 +24,7 @@ func (p permanent) Unwrap() error { return p.error }
 
 // copyFan copies a whole table read once from the source into t.Fan target
 // sessions: this worker's and t.Fan-1 more, opened for the table.
-func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, error) {
+func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool, l *Ledger) (int64, error) {
 	t := j.t
 	sessions := []*pgconn.PgConn{w.dst}
 	defer func() {
@@ -57,7 +57,7 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 	defer cancel()
 	ins := make([]*copyIn, 0, len(sessions))
 	for _, c := range sessions {
-		in, err := startCopyIn(fctx, c, t.copyIn(binaryFormat, false), binaryFormat)
+		in, err := startCopyIn(fctx, c, t.copyIn(binaryFormat, false), binaryFormat, "")
 		if err != nil {
 			for _, in := range ins {
 				in.fail("another session failed")
@@ -72,11 +72,12 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 	frames := make(chan []byte, len(sessions))
 	var sourceDone bool // written before frames is closed
 	type result struct {
+		i    int
 		rows int64
 		err  error
 	}
 	results := make(chan result, len(sessions))
-	for _, in := range ins {
+	for i, in := range ins {
 		go func() {
 			var err error
 			for f := range frames {
@@ -89,14 +90,14 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 			}
 			if err != nil || !sourceDone {
 				in.fail("the source's COPY failed")
-				results <- result{err: err}
+				results <- result{i: i, err: err}
 				return
 			}
 			tag, err := in.finish()
 			if err != nil {
 				cancel()
 			}
-			results <- result{tag.RowsAffected(), err}
+			results <- result{i, tag.RowsAffected(), err}
 		}()
 	}
 	var handed int64
@@ -113,10 +114,12 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 	sourceDone = sErr == nil
 	close(frames)
 	var rows int64
+	shares := make([]int64, len(sessions))
 	var dstErr error
 	for range sessions {
 		r := <-results
 		rows += r.rows
+		shares[r.i] = r.rows
 		if r.err != nil && (dstErr == nil || errors.Is(dstErr, context.Canceled)) {
 			dstErr = r.err
 		}
@@ -139,7 +142,8 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 		return 0, cluster.Wrap(config.Source, "copy "+t.Name+" out", context.Canceled)
 	}
 	for i, c := range sessions {
-		if _, err := c.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		// Each session's share is its own load transaction in the ledger.
+		if err := commitLoad(ctx, c, l.epilogue(t, shares[i])); err != nil {
 			rollback()
 			j.st.bytes.Add(-handed)
 			err = cluster.Wrap(config.Target, "commit "+t.Name, err)
@@ -151,4 +155,18 @@ func (w *worker) copyFan(ctx context.Context, j job, binaryFormat bool) (int64, 
 		}
 	}
 	return rows, nil
+}
+
+// commitLoad runs a load's epilogue (its ledger entry, then COMMIT) and
+// makes sure the transaction committed: a failed one answers COMMIT with
+// ROLLBACK.
+func commitLoad(ctx context.Context, c *pgconn.PgConn, epilogue string) error {
+	res, err := c.Exec(ctx, epilogue).ReadAll()
+	if err != nil {
+		return err
+	}
+	if len(res) == 0 || res[len(res)-1].CommandTag.String() != "COMMIT" {
+		return errors.New("the load's transaction did not commit")
+	}
+	return nil
 }

@@ -106,22 +106,32 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 		res.ConsistentPoint = resumePoint
 		say("copy: %s", res.Resumed)
 	default:
+		// The journal may say a copy was interrupted; only the target's
+		// ledger proves which rows it loaded there. A table is emptied
+		// only when every row in it is one of this migration's loads
+		// between these two databases; any other row stops the run, with
+		// nothing emptied.
 		ours := last != nil && last.Data["slot"] == spec.Slot
-		if slot.Exists || ours {
-			if !ours {
-				return nil, fmt.Errorf("source: replication slot %q exists but this migration's journal (%s) did not create it; drop it with pgmove cleanup if it is a leftover", spec.Slot, m.ContextDir)
-			}
+		if slot.Exists && !ours {
+			return nil, fmt.Errorf("source: replication slot %q exists but this migration's journal (%s) did not create it; drop it with pgmove cleanup if it is a leftover", spec.Slot, m.ContextDir)
+		}
+		emptied, err := EmptyProven(ctx, src, dst, spec.Name, plan)
+		if err != nil {
+			return nil, err
+		}
+		if ours || len(emptied) > 0 {
 			res.Resumed = fmt.Sprintf("an earlier copy into slot %q was interrupted and its snapshot is gone: restarting from a new slot", spec.Slot)
 			say("copy: %s", res.Resumed)
+			if len(emptied) > 0 {
+				say("target: emptied the %d table(s) the interrupted copy had loaded (the copy ledger proves every row): %s", len(emptied), strings.Join(firstN(emptied, 5), ", "))
+			}
 			if slot.Exists {
 				if _, err := replication.DropSlot(ctx, o.Runner, src, spec.Slot); err != nil {
 					return nil, err
 				}
 			}
-			if err := truncate(ctx, o.Runner, dst, plan); err != nil {
-				return nil, err
-			}
-		} else if full, err := schema.TablesWithRows(ctx, dst); err != nil {
+		}
+		if full, err := schema.TablesWithRows(ctx, dst); err != nil {
 			return nil, err
 		} else if len(full) > 0 {
 			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); the copy loads into empty tables: empty them, or point dst at an empty database", len(full), strings.Join(firstN(full, 3), ", "))
@@ -185,6 +195,14 @@ func copyData(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, 
 	}
 	defer slot.Close()
 	res.ConsistentPoint = slot.ConsistentPoint
+	ledger, err := OpenLedger(ctx, src, dst, m.SubName, slotName)
+	if err != nil {
+		slot.Close()
+		if _, derr := replication.DropSlot(ctx, cluster.Runner{}, src, slotName); derr != nil {
+			slog.Warn(derr.Error())
+		}
+		return err
+	}
 	_ = o.Journal.Record("copy", state.Started, "slot created", map[string]string{"slot": slotName, "consistent_point": slot.ConsistentPoint.String()})
 	say("copy: slot %q created at %s; copying %d table(s) with %d job(s) under its snapshot", slotName, slot.ConsistentPoint, len(leaves), max(o.Copy.Jobs, 1))
 
@@ -224,6 +242,7 @@ func copyData(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, 
 	}
 	copyOpts := o.Copy
 	copyOpts.Inline, copyOpts.InlineBuilt, copyOpts.InlineDone = inline, &res.inlineBuilt, &res.inlineDone
+	copyOpts.Ledger = ledger
 	if err := Run(ctx, m, slot.Snapshot, tables, copyOpts); err != nil {
 		return failed(err)
 	}
@@ -254,31 +273,19 @@ func snapshotConn(ctx context.Context, m *config.Migration, snapshot string) (*c
 	return c, nil
 }
 
-// loadedTargets lists the target tables the leaves' rows go to: what an
+// loadedTargets lists the target relations the leaves' rows go to: what an
 // interrupted copy may have loaded.
-func loadedTargets(leaves []*catalog.Table, ssnap, dsnap *catalog.Snapshot) []catalog.QualifiedName {
-	var out []catalog.QualifiedName
-	seen := map[string]bool{}
+func loadedTargets(leaves []*catalog.Table, ssnap, dsnap *catalog.Snapshot) []*catalog.Table {
+	var out []*catalog.Table
+	seen := map[uint32]bool{}
 	for _, t := range leaves {
 		ct := newTable(t, ssnap, dsnap)
-		if ct.dst != nil && !seen[ct.Target.Ident()] {
-			seen[ct.Target.Ident()] = true
-			out = append(out, ct.Target)
+		if ct.dst != nil && !seen[ct.dst.OID] {
+			seen[ct.dst.OID] = true
+			out = append(out, ct.dst)
 		}
 	}
 	return out
-}
-
-// truncate empties the target tables an interrupted copy loaded.
-func truncate(ctx context.Context, r cluster.Runner, dst *cluster.Conn, tables []catalog.QualifiedName) error {
-	if len(tables) == 0 {
-		return nil
-	}
-	var ids []string
-	for _, q := range tables {
-		ids = append(ids, q.Ident())
-	}
-	return r.Exec(ctx, dst, fmt.Sprintf("empty the %d table(s) the interrupted copy loaded", len(ids)), "TRUNCATE "+strings.Join(ids, ", "))
 }
 
 // indexTables rebuilds the copy plan's table list (without ranges or

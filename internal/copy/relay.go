@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -360,6 +361,11 @@ type copyIn struct {
 	stop   func() bool
 	answer chan copyResult
 	done   *copyResult // the answer, once taken
+	r      *msgReader  // the reader's, once it has stopped
+	// epilogue is a query sent with CopyDone, answered after the COPY:
+	// the load's ledger entry and its COMMIT, at no round trip of its own.
+	epilogue    string
+	epilogueErr error
 }
 
 type copyResult struct {
@@ -368,7 +374,9 @@ type copyResult struct {
 }
 
 // startCopyIn runs sql, a COPY ... FROM STDIN, on the target session pg.
-func startCopyIn(ctx context.Context, pg *pgconn.PgConn, sql string, binaryFormat bool) (*copyIn, error) {
+// prelude, when given, is a query sent in the same write, ahead of it
+// (BEGIN, TRUNCATE): it costs no round trip of its own.
+func startCopyIn(ctx context.Context, pg *pgconn.PgConn, sql string, binaryFormat bool, prelude string) (*copyIn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -379,7 +387,8 @@ func startCopyIn(ctx context.Context, pg *pgconn.PgConn, sql string, binaryForma
 	c := &copyIn{ctx: ctx, pg: pg, conn: pg.Conn(), binary: binaryFormat, answer: make(chan copyResult, 1)}
 	c.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
 	r := &msgReader{conn: c.conn, buf: make([]byte, 8<<10)}
-	err := c.begin(r, sql)
+	c.r = r
+	err := c.begin(r, sql, prelude)
 	if err != nil {
 		if !c.stop() || !usable(err) {
 			pg.Close(context.Background())
@@ -394,8 +403,20 @@ func startCopyIn(ctx context.Context, pg *pgconn.PgConn, sql string, binaryForma
 }
 
 // begin sends the command and waits for the server to take data.
-func (c *copyIn) begin(r *msgReader, sql string) error {
-	if err := sendQuery(c.conn, sql); err != nil {
+func (c *copyIn) begin(r *msgReader, sql, prelude string) error {
+	var msg []byte
+	var err error
+	pending := 0 // answers to the prelude still to come
+	if prelude != "" {
+		if msg, err = (&pgproto3.Query{String: prelude}).Encode(nil); err != nil {
+			return err
+		}
+		pending = 1
+	}
+	if msg, err = (&pgproto3.Query{String: sql}).Encode(msg); err != nil {
+		return err
+	}
+	if _, err := c.conn.Write(msg); err != nil {
 		return err
 	}
 	var pgErr error
@@ -409,13 +430,27 @@ func (c *copyIn) begin(r *msgReader, sql string) error {
 		}
 		switch typ {
 		case 'G': // CopyInResponse
+			if pgErr != nil {
+				// The prelude failed, yet the COPY started: end it.
+				fail, _ := (&pgproto3.CopyFail{Message: "the query before it failed"}).Encode(nil)
+				if _, err := c.conn.Write(fail); err != nil {
+					return err
+				}
+				continue
+			}
 			if c.binary {
 				return c.write(smallFrame(binaryHeader))
 			}
 			return nil
 		case 'E':
-			pgErr = decodeError(body)
+			if pgErr == nil {
+				pgErr = decodeError(body)
+			}
 		case 'Z':
+			if pending > 0 {
+				pending--
+				continue
+			}
 			if pgErr == nil {
 				pgErr = errors.New("the server did not start the COPY")
 			}
@@ -513,17 +548,61 @@ func (c *copyIn) settle(writeErr error) error {
 }
 
 // finish ends the COPY and returns the server's answer.
-func (c *copyIn) finish() (pgconn.CommandTag, error) {
+func (c *copyIn) finish() (pgconn.CommandTag, error) { return c.finishWith("") }
+
+// finishWith ends the COPY and sends epilogue (a query) in the same write;
+// it returns the COPY's answer. The epilogue's error, if any, is in
+// c.epilogueErr; the COPY's error comes first.
+func (c *copyIn) finishWith(epilogue string) (pgconn.CommandTag, error) {
 	var err error
 	if c.done == nil {
+		var msg []byte
 		if c.binary {
-			err = c.write(smallFrame(binaryTrailer))
+			msg = append(msg, 'd', 0, 0, 0, byte(4+len(binaryTrailer)))
+			msg = append(msg, binaryTrailer...)
 		}
-		if err == nil {
-			_, err = c.conn.Write([]byte{'c', 0, 0, 0, 4}) // CopyDone
+		msg = append(msg, 'c', 0, 0, 0, 4) // CopyDone
+		if epilogue != "" {
+			if msg, err = (&pgproto3.Query{String: epilogue}).Encode(msg); err != nil {
+				return pgconn.CommandTag{}, err
+			}
+		}
+		if _, err = c.conn.Write(msg); err == nil {
+			c.epilogue = epilogue
 		}
 	}
 	return c.end(err)
+}
+
+// readEpilogue reads the epilogue's answer up to its ReadyForQuery. A
+// COMMIT that the server turned into a ROLLBACK (the transaction had
+// failed) is an error too.
+func (c *copyIn) readEpilogue() error {
+	var pgErr error
+	var last pgconn.CommandTag
+	for {
+		typ, body, err := c.r.next()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'C':
+			last = commandTag(body)
+		case 'E':
+			if pgErr == nil {
+				pgErr = decodeError(body)
+			}
+		case 'Z':
+			if pgErr == nil && strings.HasSuffix(c.epilogue, "COMMIT") && last.String() != "COMMIT" {
+				pgErr = fmt.Errorf("the load's transaction did not commit (%s)", last)
+			}
+			c.epilogueErr = pgErr
+			return nil
+		case 'N', 'S', 'A':
+		default:
+			return fmt.Errorf("unexpected message %q from the server after COPY", typ)
+		}
+	}
 }
 
 // fail ends the COPY with CopyFail: the server rolls it back.
@@ -545,6 +624,13 @@ func (c *copyIn) end(writeErr error) (pgconn.CommandTag, error) {
 		c.done = &res
 	}
 	res := *c.done
+	if c.epilogue != "" && writeErr == nil && usable(res.err) {
+		// The reader stopped at the COPY's ReadyForQuery; the epilogue's
+		// answer follows on the same connection.
+		if err := c.readEpilogue(); err != nil {
+			writeErr = err
+		}
+	}
 	broken := !c.stop() || writeErr != nil || !usable(res.err)
 	if broken {
 		c.pg.Close(context.Background())

@@ -436,7 +436,7 @@ func TestCopyInEarlyError(t *testing.T) {
 	c := &copyIn{ctx: context.Background(), conn: client, binary: true, answer: make(chan copyResult, 1),
 		stop: func() bool { return true }}
 	rd := &msgReader{conn: client, buf: make([]byte, 64)}
-	if err := c.begin(rd, "COPY t FROM STDIN"); err != nil {
+	if err := c.begin(rd, "COPY t FROM STDIN", ""); err != nil {
 		t.Fatal(err)
 	}
 	go c.read(rd)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 )
@@ -46,8 +47,10 @@ type DumpOptions struct {
 // Restore decides whether to apply them.
 func Dump(ctx context.Context, dump, restore *Tool, src cluster.ChildConn, dir string, o DumpOptions) (*Archive, error) {
 	path := filepath.Join(dir, "schema.dump")
+	// pgmove's own copy ledger (a source that was once a target) is not
+	// the application's.
 	args := []string{"--schema-only", "--format=custom", "--no-publications", "--no-subscriptions",
-		"--file=" + path, "--dbname=" + src.Conninfo}
+		"--exclude-schema=" + catalog.LedgerSchema, "--file=" + path, "--dbname=" + src.Conninfo}
 	if o.Snapshot != "" {
 		args = append(args, "--snapshot="+o.Snapshot)
 	}

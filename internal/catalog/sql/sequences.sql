@@ -23,7 +23,7 @@ SELECT c.oid::int8, n.nspname, c.relname,
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
  WHERE c.relkind = 'S'
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
    AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')

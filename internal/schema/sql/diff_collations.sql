@@ -5,7 +5,7 @@ SELECT n.nspname, c.collname, c.collprovider::text,
        c.collisdeterministic, c.oid::int8
   FROM pg_catalog.pg_collation c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
    AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')

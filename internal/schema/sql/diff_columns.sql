@@ -23,7 +23,7 @@ SELECT n.nspname, c.relname, a.attname,
  WHERE c.relkind IN ('r', 'p', 'f')
    AND c.relpersistence <> 't'
    AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
    AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')

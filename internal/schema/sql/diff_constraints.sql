@@ -10,7 +10,7 @@ SELECT n.nspname, c.relname, k.conname, k.contype::text, pg_catalog.pg_get_const
    AND k.conparentid = 0
    AND (k.conislocal OR k.coninhcount = 0)
    AND c.relpersistence <> 't'
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
    AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')

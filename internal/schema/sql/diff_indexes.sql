@@ -10,7 +10,7 @@ SELECT n.nspname, i.relname, t.relname, pg_catalog.pg_get_indexdef(i.oid), x.ind
    AND t.relpersistence <> 't'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
                     WHERE k.conrelid = x.indrelid AND k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x'))
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
    AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = t.oid AND d.deptype = 'e')

@@ -12,5 +12,5 @@ SELECT n.nspname, c.relname, pol.polname,
   FROM pg_catalog.pg_policy pol
   JOIN pg_catalog.pg_class c ON c.oid = pol.polrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
  ORDER BY 1, 2, 3

@@ -17,7 +17,7 @@ SELECT n.nspname, c.relname, pg_catalog.format_type(s.seqtypid, NULL),
            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjsubid > 0
            AND d.deptype IN ('a', 'i')
          LIMIT 1) o ON true
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
    AND n.nspname !~ '^pg_temp_'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
