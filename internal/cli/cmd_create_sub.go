@@ -97,20 +97,40 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 		if err != nil {
 			return "", nil, err
 		}
-		var msg string
-		switch {
-		case res.Created:
-			msg = fmt.Sprintf("subscription %q created: PostgreSQL copies every table, then streams changes; follow it with pgmove progress --watch", s.m.SubName)
-		case res.Enabled || res.Refreshed:
-			msg = fmt.Sprintf("subscription %q updated (enabled: %t, refreshed for new tables: %t)", s.m.SubName, res.Enabled, res.Refreshed)
-		default:
-			msg = fmt.Sprintf("subscription %q already exists and is enabled; unchanged", s.m.SubName)
-		}
-		if !o.dryRun {
+		msg := subscriptionMessage(s.m.SubName, res, o.dryRun)
+		if o.dryRun {
+			fmt.Fprintln(s.g.stdout, "-- "+msg)
+		} else {
 			fmt.Fprintln(s.g.stdout, msg)
 		}
 		return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName, "oid": fmt.Sprint(res.OID)}, nil
 	})
+}
+
+// subscriptionMessage says what ensureSubscription did, or under --dry-run
+// what it would do: only the actions taken are named.
+func subscriptionMessage(name string, res replication.SubscriptionResult, dryRun bool) string {
+	var did, would []string
+	if res.Enabled {
+		did, would = append(did, "enabled"), append(would, "enable it")
+	}
+	if res.Refreshed {
+		did = append(did, fmt.Sprintf("refreshed: %d new published table(s) get PostgreSQL's initial copy", res.NewTables))
+		would = append(would, fmt.Sprintf("refresh it for %d new published table(s), which PostgreSQL then copies", res.NewTables))
+	}
+	switch {
+	case res.Created && dryRun:
+		return fmt.Sprintf("subscription %q does not exist: it would be created, then PostgreSQL copies every table and streams changes", name)
+	case res.Created:
+		return fmt.Sprintf("subscription %q created: PostgreSQL copies every table, then streams changes; follow it with pgmove progress --watch", name)
+	case len(did) > 0 && dryRun:
+		return fmt.Sprintf("subscription %q exists; create-sub would %s", name, strings.Join(would, " and "))
+	case len(did) > 0:
+		return fmt.Sprintf("subscription %q %s", name, strings.Join(did, " and "))
+	case dryRun:
+		return fmt.Sprintf("subscription %q exists, is enabled and has every published table: a rerun changes nothing", name)
+	}
+	return fmt.Sprintf("subscription %q already exists and is enabled; unchanged", name)
 }
 
 // subscriptionSpec is the subscription this migration makes.

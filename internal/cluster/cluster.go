@@ -163,7 +163,29 @@ type Error struct {
 	Side config.Side
 	Msg  string
 	Code string // SQLSTATE, when the server sent one
-	Err  error
+	// Problem is, for a failed connection, why in a few words ("login
+	// failed", "no such database", "unreachable": no server answered).
+	Problem string
+	Err     error
+}
+
+// Problems of a failed connection (Error.Problem). Only Unreachable means
+// that no server answered.
+const (
+	Unreachable   = "unreachable"
+	LoginFailed   = "login failed"
+	NoDatabase    = "no such database"
+	ConnectFailed = "connection failed"
+)
+
+// ConnectProblem returns the Problem of a failed connection in err's chain,
+// or "" when err is not one.
+func ConnectProblem(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Problem
+	}
+	return ""
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -191,19 +213,22 @@ func SQLState(err error) string {
 func ExplainConnect(ep config.Endpoint, user string, err error) error {
 	side := ep.Side
 	where := net.JoinHostPort(orLocal(ep.Host()), ep.Port())
-	key := map[config.Side]string{config.Source: "src", config.Target: "dst"}[side]
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		var msg string
+		problem := ConnectFailed
 		switch pe.Code {
 		case pgerrcode.InvalidPassword:
+			problem = LoginFailed
 			msg = fmt.Sprintf("password authentication failed for user %q at %s; put the right password in ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
 				user, where, orLocal(ep.Host()), ep.Port(), ep.DB, user)
 		case pgerrcode.InvalidAuthorizationSpecification:
+			problem = LoginFailed
 			msg = fmt.Sprintf("the server at %s refused user %q (%s); check that the role exists and can log in, and that pg_hba.conf has a line for it from this host, e.g. host %s %s <this-host-ip>/32 scram-sha-256, then reload",
 				where, user, oneLine(pe.Message), ep.DB, user)
 		case pgerrcode.InvalidCatalogName:
-			msg = fmt.Sprintf("database %q does not exist at %s; create it or set %s_db to an existing database", ep.DB, where, key)
+			problem = NoDatabase
+			msg = fmt.Sprintf("database %q does not exist at %s; create it, or set %s to an existing database", ep.DB, where, ep.DBKey())
 		case pgerrcode.TooManyConnections:
 			msg = fmt.Sprintf("the server at %s has no free connection slot (%s); raise max_connections or close idle sessions", where, oneLine(pe.Message))
 		case pgerrcode.CannotConnectNow:
@@ -211,29 +236,29 @@ func ExplainConnect(ep config.Endpoint, user string, err error) error {
 		default:
 			msg = fmt.Sprintf("cannot connect to %s: %s", where, oneLine(pe.Message))
 		}
-		return &Error{Side: side, Msg: string(side) + ": " + msg, Code: pe.Code, Err: err}
+		return &Error{Side: side, Msg: string(side) + ": " + msg, Code: pe.Code, Problem: problem, Err: err}
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot resolve host %q; check %s_ip or the host in the connection URL", side, ep.Host(), key), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot resolve host %q; check %s", side, ep.Host(), ep.HostKey()), Problem: Unreachable, Err: err}
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot reach %s (%s); check %s_ip/%s_port and that PostgreSQL is running and listening there (listen_addresses, firewall)", side, where, dialReason(opErr), key, key), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot reach %s (%s); check %s and that PostgreSQL is running and listening there (listen_addresses, firewall)", side, where, dialReason(opErr), ep.AddressKey()), Problem: Unreachable, Err: err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: no answer from %s within the connect timeout; check %s_ip/%s_port and firewalls", side, where, key, key), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: no answer from %s within the connect timeout; check %s and firewalls", side, where, ep.AddressKey()), Problem: Unreachable, Err: err}
 	}
 	if errors.Is(err, context.Canceled) {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: connect to %s: interrupted", side, where), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: connect to %s: interrupted", side, where), Problem: ConnectFailed, Err: err}
 	}
 	s := oneLine(err.Error())
 	if strings.Contains(s, "password") {
 		// pgx: the server asked for a password and none was found.
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: the server at %s asks a password for user %q and none was found; add it to ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
-			side, where, user, orLocal(ep.Host()), ep.Port(), ep.DB, user), Err: err}
+			side, where, user, orLocal(ep.Host()), ep.Port(), ep.DB, user), Problem: LoginFailed, Err: err}
 	}
-	return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot connect to %s: %s", side, where, s), Err: err}
+	return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot connect to %s: %s", side, where, s), Problem: ConnectFailed, Err: err}
 }
 
 func dialReason(e *net.OpError) string {
