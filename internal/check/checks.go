@@ -343,7 +343,7 @@ func (c *checker) replicationRole(ctx context.Context) error {
 		if len(rls) > 0 {
 			sort.Strings(rls)
 			rls = dedup(rls)
-			c.r.add(Error, config.Source, "replication_role", role, fmt.Sprintf("role %s does not bypass row-level security, enabled on %s: rows its policies hide would be silently missing on the target", q, strings.Join(firstN(rls, 3), ", ")),
+			c.r.add(Error, config.Source, "replication_role", role, fmt.Sprintf("role %s does not bypass row-level security, enabled on %s: rows its policies hide would be silently missing on the target", q, cluster.ListSome(rls, 3)),
 				fmt.Sprintf("ALTER ROLE %s BYPASSRLS;", q))
 		}
 	}
@@ -379,13 +379,6 @@ func dedup(s []string) []string {
 		}
 	}
 	return out
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) <= n {
-		return s
-	}
-	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
 }
 
 func (c *checker) targetAdmin(ctx context.Context) error {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/replication"
 )
 
@@ -91,15 +92,8 @@ func ensurePublication(ctx context.Context, s *session, dryRun, force bool) (rep
 		}
 		if len(bad) > 0 {
 			return replication.PublicationResult{}, fmt.Errorf("source: %d table(s) have no primary key or replica identity (%s): once published, UPDATE and DELETE on them would fail on the source; fix: %s (pgmove check-replica-identity-solution --apply does it)",
-				len(bad), strings.Join(firstN(bad, 3), ", "), strings.Join(firstN(fixes, 2), " "))
+				len(bad), cluster.ListSome(bad, 3), strings.Join(fixes[:min(len(fixes), 2)], " "))
 		}
 	}
 	return replication.EnsurePublication(ctx, s.runner(dryRun), s.src, s.m.PubName, published)
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) <= n {
-		return s
-	}
-	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
@@ -234,7 +235,7 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 		}
 	}
 	if len(missing) > 0 {
-		return none, fmt.Errorf("target: %d published table(s) do not exist on the target (%s); run pgmove copy-schema first", len(missing), strings.Join(firstN(missing, 3), ", "))
+		return none, fmt.Errorf("target: %d published table(s) do not exist on the target (%s); run pgmove copy-schema first", len(missing), cluster.ListSome(missing, 3))
 	}
 	sub, err := replication.Find(ctx, s.dst, s.m.SubName)
 	if err != nil {
@@ -248,7 +249,7 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 				return none, err
 			}
 			if len(full) > 0 {
-				return none, fmt.Errorf("target: %d table(s) already hold rows (%s); the initial copy would add the source's rows to them: empty them, or pass --force", len(full), strings.Join(firstN(full, 3), ", "))
+				return none, fmt.Errorf("target: %d table(s) already hold rows (%s); the initial copy would add the source's rows to them: empty them, or pass --force", len(full), cluster.ListSome(full, 3))
 			}
 		}
 		slots, err := catalog.Slots(ctx, s.src)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -300,9 +301,37 @@ func (r Runner) Exec(ctx context.Context, c *Conn, what, sql string, shown ...st
 		fmt.Fprintf(r.Out, "-- %s: %s\n%s;\n", c.Side, what, display)
 		return nil
 	}
-	slog.Info(string(c.Side)+": "+what, "sql", display)
+	// A publication of thousands of tables would log a line of as many
+	// names: the log shows a few; --dry-run prints the statement whole.
+	slog.Info(string(c.Side)+": "+what, "sql", AbbreviateSQL(display))
 	if _, err := c.Exec(ctx, sql); err != nil {
 		return c.Wrap(what, err)
 	}
 	return nil
+}
+
+// ListSome joins the first n names and counts the rest: "a, b, c and 7 more".
+func ListSome(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
+}
+
+// identList matches a list of more than listShown+1 identifiers, quoted and
+// maybe schema-qualified, separated by commas: a FOR TABLE or TRUNCATE list.
+var identList = regexp.MustCompile(`"(?:[^"]|"")*"(?:\."(?:[^"]|"")*")?(?:, "(?:[^"]|"")*"(?:\."(?:[^"]|"")*")?){4,}`)
+
+// identOne matches one identifier of such a list.
+var identOne = regexp.MustCompile(`"(?:[^"]|"")*"(?:\."(?:[^"]|"")*")?`)
+
+const listShown = 3
+
+// AbbreviateSQL shortens, for a log line, each list of many identifiers in
+// sql to its first few and how many more: "a", "b", "c" and 1997 more.
+// The statement itself is not changed; this is for reading only.
+func AbbreviateSQL(sql string) string {
+	return identList.ReplaceAllStringFunc(sql, func(list string) string {
+		return ListSome(identOne.FindAllString(list, -1), listShown)
+	})
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -39,5 +40,32 @@ func TestExplainConnect(t *testing.T) {
 		if p := ConnectProblem(err); p != c.problem {
 			t.Errorf("%v: problem %q, want %q", c.err, p, c.problem)
 		}
+	}
+}
+
+// TestAbbreviateSQL: a FOR TABLE list of 2,000 tables logs as a few names
+// and a count; short lists, literals and the rest of the statement stay.
+func TestAbbreviateSQL(t *testing.T) {
+	var names []string
+	for i := range 2000 {
+		names = append(names, fmt.Sprintf(`"public"."t%d"`, i))
+	}
+	long := `CREATE PUBLICATION "p" FOR TABLE ` + strings.Join(names, ", ") + ` WITH (publish = 'insert')`
+	got := AbbreviateSQL(long)
+	want := `CREATE PUBLICATION "p" FOR TABLE "public"."t0", "public"."t1", "public"."t2" and 1997 more WITH (publish = 'insert')`
+	if got != want {
+		t.Errorf("got %s", got)
+	}
+	for _, same := range []string{
+		`TRUNCATE "public"."a", "public"."b", "public"."c", "public"."d"`,
+		`ALTER PUBLICATION "p" ADD TABLE "s"."a, b", "x""y"`,
+		`SELECT 1`,
+	} {
+		if got := AbbreviateSQL(same); got != same {
+			t.Errorf("AbbreviateSQL(%s) = %s", same, got)
+		}
+	}
+	if got := AbbreviateSQL(`TRUNCATE "a", "b,c", "d", "e", "f""g", "h"`); got != `TRUNCATE "a", "b,c", "d" and 3 more` {
+		t.Errorf("quoted commas: %s", got)
 	}
 }

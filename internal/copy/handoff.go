@@ -124,7 +124,7 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 		} else if full, err := schema.TablesWithRows(ctx, dst); err != nil {
 			return nil, err
 		} else if len(full) > 0 {
-			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); the copy loads into empty tables: empty them, or point dst at an empty database", len(full), strings.Join(firstN(full, 3), ", "))
+			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); the copy loads into empty tables: empty them, or point dst at an empty database", len(full), cluster.ListSome(full, 3))
 		}
 		if err := copyData(ctx, m, src, dst, spec.Slot, published, leaves, ssnap, dsnap, o, res, say); err != nil {
 			return nil, err
@@ -310,11 +310,4 @@ func RestoreRest(ctx context.Context, m *config.Migration, src, dst *cluster.Con
 		fmt.Fprintf(o.Out, "schema: %d more object(s) restored (foreign keys, triggers, policies...)\n", res.Restored)
 	}
 	return nil
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) <= n {
-		return s
-	}
-	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
 }

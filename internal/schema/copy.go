@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/pgmove/pgmove/internal/catalog"
@@ -57,7 +56,7 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 			return nil, err
 		}
 		if len(full) > 0 {
-			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); copy-schema will not restore over data: check the target is the right database, or pass --force to add only the missing objects", len(full), listSome(full, 3))
+			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); copy-schema will not restore over data: check the target is the right database, or pass --force to add only the missing objects", len(full), cluster.ListSome(full, 3))
 		}
 	}
 	dstChild, err := cluster.Child(m.Dst, "copy-schema")
@@ -260,11 +259,4 @@ func TablesWithRows(ctx context.Context, c *cluster.Conn) ([]string, error) {
 		return nil, c.Wrap("look for rows in existing tables", err)
 	}
 	return full, nil
-}
-
-func listSome(names []string, n int) string {
-	if len(names) <= n {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
 }
