@@ -16,6 +16,7 @@ import (
 type createPubOptions struct {
 	dryRun bool
 	force  bool
+	json   bool
 }
 
 func newCreatePubCmd(g *globals) *cobra.Command {
@@ -39,11 +40,12 @@ UPDATE and DELETE on it would then fail on the source.`,
 				return err
 			}
 			defer s.close()
-			return runCreatePub(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCreatePub(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
 	cmd.Flags().BoolVar(&o.force, "force", false, "publish tables without a replica identity anyway (their UPDATE and DELETE will fail on the source)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -64,11 +66,29 @@ func runCreatePub(ctx context.Context, s *session, o *createPubOptions) error {
 			return "", nil, err
 		}
 		msg := res.Summary(s.m.PubName)
+		notePublication(s, res)
 		if !o.dryRun {
 			fmt.Fprintln(s.g.stdout, msg)
 		}
 		return msg, map[string]string{"publication": s.m.PubName}, nil
 	})
+}
+
+// notePublication puts what create-pub did into --json's step.
+func notePublication(s *session, res replication.PublicationResult) {
+	s.note("publication", s.m.PubName)
+	s.note("created", res.Created)
+	s.note("tables", res.Tables)
+	s.note("added", orEmpty(res.Added))
+	s.note("dropped", orEmpty(res.Dropped))
+}
+
+// orEmpty makes a nil list an empty one, so JSON says [] rather than null.
+func orEmpty(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 func ensurePublication(ctx context.Context, s *session, dryRun, force bool) (replication.PublicationResult, error) {

@@ -21,6 +21,7 @@ type createSubOptions struct {
 	copy       copyFlags
 	withOwners bool
 	withGrants bool
+	json       bool
 }
 
 func newCreateSubCmd(g *globals) *cobra.Command {
@@ -55,11 +56,12 @@ rows, unless --force (native copy only).`,
 				return err
 			}
 			defer s.close()
-			return runCreateSub(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCreateSub(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
 	cmd.Flags().BoolVar(&o.force, "force", false, "native copy: create the subscription although target tables hold rows")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	cmd.Flags().BoolVar(&o.withOwners, "with-owners", false, "snapshot copy: restore owners of the objects created after the copy")
 	cmd.Flags().BoolVar(&o.withGrants, "with-grants", false, "snapshot copy: restore grants and owners of the objects created after the copy")
 	o.copy.register(cmd)
@@ -89,6 +91,7 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 				return "", nil, err
 			}
 			msg := fmt.Sprintf("subscription %q streams changes after the snapshot copy of %d table(s)", s.m.SubName, res.Tables)
+			noteHandoff(s, res)
 			fmt.Fprintln(s.g.stdout, msg)
 			return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName}, nil
 		})
@@ -99,6 +102,7 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 			return "", nil, err
 		}
 		msg := subscriptionMessage(s.m.SubName, res, o.dryRun)
+		noteSubscription(s, res)
 		if o.dryRun {
 			fmt.Fprintln(s.g.stdout, "-- "+msg)
 		} else {
@@ -106,6 +110,30 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 		}
 		return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName, "oid": fmt.Sprint(res.OID)}, nil
 	})
+}
+
+// noteSubscription puts what ensureSubscription did into --json's step.
+func noteSubscription(s *session, res replication.SubscriptionResult) {
+	s.note("subscription", s.m.SubName)
+	s.note("created", res.Created)
+	s.note("enabled", res.Enabled)
+	s.note("refreshed", res.Refreshed)
+	s.note("new_tables", res.NewTables)
+}
+
+// noteHandoff puts what the snapshot copy did into --json's step.
+func noteHandoff(s *session, res *copy.HandoffResult) {
+	s.note("subscription", s.m.SubName)
+	s.note("slot", s.m.SlotName)
+	s.note("created", true)
+	s.note("tables", res.Tables)
+	s.note("rows", res.Rows)
+	s.note("bytes", res.Bytes)
+	s.note("indexes", res.Indexes)
+	s.note("consistent_point", res.ConsistentPoint.String())
+	if res.Resumed != "" {
+		s.note("resumed", res.Resumed)
+	}
 }
 
 // subscriptionMessage says what ensureSubscription did, or under --dry-run

@@ -16,6 +16,7 @@ import (
 
 type removeOptions struct {
 	dryRun bool
+	json   bool
 }
 
 func newRemoveSubCmd(g *globals) *cobra.Command {
@@ -35,10 +36,11 @@ source until its disk is full. Rerunning changes nothing.`,
 				return err
 			}
 			defer s.close()
-			return runRemoveSub(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runRemoveSub(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -71,6 +73,9 @@ func removeSub(ctx context.Context, s *session, dryRun bool) (string, map[string
 	if err != nil {
 		return "", nil, err
 	}
+	s.note("subscription", s.m.SubName)
+	s.note("subscription_dropped", res.Dropped)
+	s.note("orphan_slots", orEmpty(res.OrphanSlots))
 	msg := fmt.Sprintf("subscription %q does not exist; nothing to remove", s.m.SubName)
 	if res.Dropped {
 		msg = fmt.Sprintf("subscription %q dropped", s.m.SubName)
@@ -105,10 +110,11 @@ changes nothing. Data and schema on both sides are left alone.`,
 				return err
 			}
 			defer s.close()
-			return runCleanup(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCleanup(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -122,6 +128,7 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			return "", nil, err
 		}
 		if s.src == nil {
+			s.note("source_reachable", false)
 			later := fmt.Sprintf("the source was unreachable: when it is back, run pgmove cleanup again, or on it: %s; %s;",
 				replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
 			fmt.Fprintln(s.g.stdout, later)
@@ -131,6 +138,8 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		if err != nil {
 			return "", nil, err
 		}
+		s.note("publication", s.m.PubName)
+		s.note("publication_dropped", dropped)
 		var done []string
 		if dropped {
 			done = append(done, fmt.Sprintf("publication %q dropped", s.m.PubName))
@@ -147,6 +156,7 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			if err != nil {
 				return "", nil, err
 			}
+			s.note("slot_dropped", ok)
 			if ok {
 				done = append(done, fmt.Sprintf("replication slot %q dropped", sl.Name))
 			}

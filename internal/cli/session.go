@@ -24,7 +24,9 @@ type session struct {
 	dst     *cluster.Conn
 	journal *state.Journal
 	lock    *state.Lock
-	locked  bool // the target's advisory lock is held on dst
+	locked  bool           // the target's advisory lock is held on dst
+	out     *outcome       // with --json: what the command did
+	notes   map[string]any // figures of the step under way, for out
 }
 
 // newSession loads the configuration. It does not connect.
@@ -130,9 +132,11 @@ func (s *session) step(name string, fn func() (string, map[string]string, error)
 			data["side"] = side
 		}
 		s.record(name, state.Failed, err.Error(), data)
+		s.addStep(name, "failed", oneLine(err.Error()), data)
 		return err
 	}
 	s.record(name, state.Done, msg, data)
+	s.addStep(name, "done", msg, data)
 	return nil
 }
 
@@ -145,5 +149,13 @@ func (s *session) close() {
 }
 
 func (s *session) runner(dryRun bool) cluster.Runner {
-	return cluster.Runner{DryRun: dryRun, Out: s.g.stdout}
+	r := cluster.Runner{DryRun: dryRun, Out: s.g.stdout}
+	if s.out != nil {
+		r.Record = func(st cluster.Statement) {
+			s.out.mu.Lock()
+			defer s.out.mu.Unlock()
+			s.out.Statements = append(s.out.Statements, st)
+		}
+	}
+	return r
 }

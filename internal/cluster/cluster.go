@@ -288,6 +288,17 @@ func oneLine(s string) string {
 type Runner struct {
 	DryRun bool
 	Out    io.Writer // where dry-run statements are printed
+	// Record, when set, gets every statement run (or, under DryRun, that
+	// would run) instead of its dry-run text on Out: --json reports them.
+	Record func(Statement)
+}
+
+// Statement is one statement a step runs, as shown to the user (secrets
+// masked).
+type Statement struct {
+	Side string `json:"side"`
+	What string `json:"what"`
+	SQL  string `json:"sql"`
 }
 
 // Exec runs (or prints) one statement on c. shown, when given, is what is
@@ -297,8 +308,13 @@ func (r Runner) Exec(ctx context.Context, c *Conn, what, sql string, shown ...st
 	if len(shown) > 0 {
 		display = shown[0]
 	}
+	if r.Record != nil {
+		r.Record(Statement{Side: string(c.Side), What: what, SQL: display})
+	}
 	if r.DryRun {
-		fmt.Fprintf(r.Out, "-- %s: %s\n%s;\n", c.Side, what, display)
+		if r.Record == nil {
+			fmt.Fprintf(r.Out, "-- %s: %s\n%s;\n", c.Side, what, display)
+		}
 		return nil
 	}
 	// A publication of thousands of tables would log a line of as many
