@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgmove/pgmove/internal/carry"
 	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/progress"
@@ -103,7 +104,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	if !r.Ready {
 		r.WriteText(out)
 		err := withCode(ExitProblems, blockedError(r))
-		s.addStep("check", "failed", oneLine(err.Error()), nil)
+		s.addStep("check", "failed", cluster.OneLine(err.Error()), nil)
 		return err
 	}
 	msg := fmt.Sprintf("check: ready (%d warning(s); pgmove check shows them)", r.Warnings())

@@ -50,7 +50,7 @@ func (s *session) withJSON(on, dryRun bool, run func() error) error {
 	s.g.stdout = stdout
 	s.out.OK = err == nil
 	if err != nil {
-		s.out.Error = oneLine(err.Error())
+		s.out.Error = cluster.OneLine(err.Error())
 	}
 	for _, line := range strings.Split(strings.TrimRight(text.String(), "\n"), "\n") {
 		if line != "" {

@@ -132,7 +132,7 @@ func (s *session) step(name string, fn func() (string, map[string]string, error)
 			data["side"] = side
 		}
 		s.record(name, state.Failed, err.Error(), data)
-		s.addStep(name, "failed", oneLine(err.Error()), data)
+		s.addStep(name, "failed", cluster.OneLine(err.Error()), data)
 		return err
 	}
 	s.record(name, state.Done, msg, data)

@@ -54,7 +54,7 @@ func (c *Conn) Major() int { return c.VersionNum / 10000 }
 func Config(ep config.Endpoint, app string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(ep.ConnString())
 	if err != nil {
-		return nil, fmt.Errorf("%s: connection settings: %s", ep.Side, oneLine(err.Error()))
+		return nil, fmt.Errorf("%s: connection settings: %s", ep.Side, OneLine(err.Error()))
 	}
 	if _, ok := ep.Conninfo["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "pgmove/" + app
@@ -147,7 +147,7 @@ func Wrap(side config.Side, action string, err error) error {
 				msg += "; " + pe.Hint
 			}
 		}
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, oneLine(msg)), Code: pe.Code, Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, OneLine(msg)), Code: pe.Code, Err: err}
 	}
 	if errors.Is(err, context.Canceled) {
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: interrupted", side, action), Err: err}
@@ -156,7 +156,7 @@ func Wrap(side config.Side, action string, err error) error {
 	if errors.As(err, &already) && already.Side == side {
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, strings.TrimPrefix(already.Msg, string(side)+": ")), Code: already.Code, Err: err}
 	}
-	return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, oneLine(err.Error())), Err: err}
+	return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, OneLine(err.Error())), Err: err}
 }
 
 // Error is an error from one side, already worded for the user.
@@ -226,16 +226,16 @@ func ExplainConnect(ep config.Endpoint, user string, err error) error {
 		case pgerrcode.InvalidAuthorizationSpecification:
 			problem = LoginFailed
 			msg = fmt.Sprintf("the server at %s refused user %q (%s); check that the role exists and can log in, and that pg_hba.conf has a line for it from this host, e.g. host %s %s <this-host-ip>/32 scram-sha-256, then reload",
-				where, user, oneLine(pe.Message), ep.DB, user)
+				where, user, OneLine(pe.Message), ep.DB, user)
 		case pgerrcode.InvalidCatalogName:
 			problem = NoDatabase
 			msg = fmt.Sprintf("database %q does not exist at %s; create it, or set %s to an existing database", ep.DB, where, ep.DBKey())
 		case pgerrcode.TooManyConnections:
-			msg = fmt.Sprintf("the server at %s has no free connection slot (%s); raise max_connections or close idle sessions", where, oneLine(pe.Message))
+			msg = fmt.Sprintf("the server at %s has no free connection slot (%s); raise max_connections or close idle sessions", where, OneLine(pe.Message))
 		case pgerrcode.CannotConnectNow:
 			msg = fmt.Sprintf("the server at %s is starting up or shutting down; retry when it accepts connections", where)
 		default:
-			msg = fmt.Sprintf("cannot connect to %s: %s", where, oneLine(pe.Message))
+			msg = fmt.Sprintf("cannot connect to %s: %s", where, OneLine(pe.Message))
 		}
 		return &Error{Side: side, Msg: string(side) + ": " + msg, Code: pe.Code, Problem: problem, Err: err}
 	}
@@ -253,7 +253,7 @@ func ExplainConnect(ep config.Endpoint, user string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: connect to %s: interrupted", side, where), Problem: ConnectFailed, Err: err}
 	}
-	s := oneLine(err.Error())
+	s := OneLine(err.Error())
 	if strings.Contains(s, "password") {
 		// pgx: the server asked for a password and none was found.
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: the server at %s asks a password for user %q and none was found; add it to ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
@@ -277,10 +277,10 @@ func orLocal(h string) string {
 	return h
 }
 
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n\t", " ")
-	s = strings.ReplaceAll(s, "\n", " ")
-	return strings.TrimSpace(s)
+// OneLine puts a message on one line: newlines and runs of blanks become
+// one blank (a server's multi-line message, a statement for the log).
+func OneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // Runner executes the statements a step decides on, or only prints them
