@@ -129,6 +129,7 @@ func carryRest(ctx context.Context, s *session, dryRun bool, jobs int) (string, 
 
 type nextSeqOptions struct {
 	dryRun bool
+	json   bool
 }
 
 func newNextSeqCmd(g *globals) *cobra.Command {
@@ -155,10 +156,11 @@ copy-seq. Each run moves them further; gaps in sequences are harmless.`,
 				return err
 			}
 			defer s.close()
-			return runNextSeq(cmd.Context(), s, o, n)
+			return s.withJSON(o.json, o.dryRun, func() error { return runNextSeq(cmd.Context(), s, o, n) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -173,8 +175,13 @@ func runNextSeq(ctx context.Context, s *session, o *nextSeqOptions, n int64) err
 	}
 	return s.step("next-seq", func() (string, map[string]string, error) {
 		res, err := sequence.Advance(ctx, s.runner(o.dryRun), s.dst, n)
-		if err != nil || o.dryRun {
+		if err != nil {
 			return "", nil, err
+		}
+		s.note("sequences", res.Set)
+		s.note("advanced_by", n)
+		if o.dryRun {
+			return fmt.Sprintf("%d sequence(s) would be advanced by %d", res.Set, n), nil, nil
 		}
 		res.Fprint(s.g.stdout, fmt.Sprintf("target sequences advanced by %d", n))
 		return fmt.Sprintf("%d sequence(s) advanced by %d", res.Set, n), nil, nil

@@ -135,6 +135,14 @@ func TestJSONAndDryRun(t *testing.T) {
 	if d := o.step(t, "copy-seq"); d["sequences"] != float64(12) {
 		t.Errorf("copy-seq --json: %v", d)
 	}
+	o = parseOutcome(t, p.must("next-seq", "--json", "100"))
+	if d := o.step(t, "next-seq"); d["sequences"] != float64(12) || d["advanced_by"] != float64(100) {
+		t.Errorf("next-seq --json: %v", d)
+	}
+	o = parseOutcome(t, p.must("check-replica-identity-solution", "--json"))
+	if d := o.step(t, "check-replica-identity-solution"); len(d["tables"].([]any)) != 0 || !o.DryRun {
+		t.Errorf("check-replica-identity-solution --json: %+v", o)
+	}
 	// (cleanup --dry-run fails while the slot is active: issue 12 point 8,
 	// another change.)
 	o = parseOutcome(t, p.must("remove-sub", "--dry-run", "--json"))
