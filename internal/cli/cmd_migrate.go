@@ -102,6 +102,13 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	s.note("blocking", r.Errors())
 	s.note("warnings", r.Warnings())
 	if !r.Ready {
+		var blocking []check.Finding
+		for _, f := range r.Findings {
+			if f.Severity == check.Error {
+				blocking = append(blocking, f)
+			}
+		}
+		s.note("findings", blocking)
 		r.WriteText(out)
 		err := withCode(ExitProblems, blockedError(r))
 		s.addStep("check", "failed", cluster.OneLine(err.Error()), nil)
