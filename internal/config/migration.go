@@ -273,6 +273,10 @@ func endpoint(side Side, flagVal, flagName, url, urlKey, ip, ipKey string, port 
 	}
 	e.DB = e.Conninfo["dbname"]
 	if e.DB == "" {
+		if e.From != "" {
+			// A URL without a database: name what the user gave.
+			return e, fmt.Errorf("%s: no database named in %s; add /dbname to it (postgres://user@host:port/dbname)", side, e.From)
+		}
 		return e, fmt.Errorf("%s: no database named; set %s in migration.yml or add /dbname to %s", side, dbKey, flagName)
 	}
 	e.Cluster = cls
