@@ -243,6 +243,11 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 			// I/O differs between the clusters): text is the portable one.
 			slog.Info(fmt.Sprintf("copy %s: binary COPY failed (%v); retrying in text format", j.t.Name, err))
 			binary = false
+		case statementRefused(err):
+			// The statement itself is refused (a syntax error, an
+			// undefined column, a missing privilege): the same statement
+			// fails the same way again, so retrying only delays the error.
+			return err
 		case cluster.SessionEnded(err):
 			// The error's own advice ("rerun when it is back") is for a
 			// step that stops; the copy retries by itself.
@@ -252,6 +257,13 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		}
 	}
 	return lastErr
+}
+
+// statementRefused reports an error of SQLSTATE class 42 (syntax error or
+// access rule violation) once binary format is out of the question: the
+// COPY statement or its table is wrong, and no retry mends it.
+func statementRefused(err error) bool {
+	return strings.HasPrefix(cluster.SQLState(err), "42")
 }
 
 // freezeRefused reports an error of TRUNCATE or COPY FREEZE itself:

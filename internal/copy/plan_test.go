@@ -1,9 +1,14 @@
 package copy
 
 import (
+	"errors"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/cluster"
+	"github.com/pgmove/pgmove/internal/config"
 )
 
 // TestCopyStatements pins the COPY statements of both sides, with and
@@ -38,6 +43,28 @@ func TestCopyStatements(t *testing.T) {
 			if got != want {
 				t.Errorf("got  %s\nwant %s", got, want)
 			}
+		}
+	}
+}
+
+// TestStatementRefused: a refused statement (class 42) stops the retries;
+// data errors, lost sessions and other failures do not.
+func TestStatementRefused(t *testing.T) {
+	for code, want := range map[string]bool{
+		"42601": true, // syntax error: COPY t () before the fix
+		"42703": true, // undefined column
+		"42501": true, // insufficient privilege
+		"22P02": false,
+		"57P01": false,
+		"08006": false,
+		"":      false,
+	} {
+		var err error = errors.New("not from the server")
+		if code != "" {
+			err = cluster.Wrap(config.Target, "copy t in", &pgconn.PgError{Code: code, Message: "x"})
+		}
+		if got := statementRefused(err); got != want {
+			t.Errorf("SQLSTATE %q: statementRefused %t, want %t", code, got, want)
 		}
 	}
 }
