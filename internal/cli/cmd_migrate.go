@@ -162,7 +162,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 			if snapshot {
 				co.Jobs = copyOpts.Jobs
 			}
-			co.DryRun, co.Out = dry, out
+			co.DryRun, co.Out, co.SQL = dry, out, dry
 			res, err := schema.Copy(ctx, s.m, s.src, s.dst, co)
 			if err != nil {
 				return "", nil, err

@@ -80,7 +80,7 @@ func TestJSONAndDryRun(t *testing.T) {
 	}
 
 	r := p.must("migrate", "--dry-run")
-	order := []string{"check: ready", "--   TABLE public t00", `CREATE PUBLICATION "pub_pg_meta_meta" FOR TABLE ` + strings.Join(names, ", "),
+	order := []string{"check: ready", "--   TABLE public t00", "CREATE TABLE public.t00 (", `CREATE PUBLICATION "pub_pg_meta_meta" FOR TABLE ` + strings.Join(names, ", "),
 		"CREATE_REPLICATION_SLOT sub_pg_meta_meta LOGICAL pgoutput EXPORT_SNAPSHOT", `CREATE SUBSCRIPTION "sub_pg_meta_meta"`, "ENABLE", "would wait until every table replicates"}
 	at := 0
 	for _, want := range order {

@@ -32,6 +32,8 @@ type CopyOptions struct {
 	// Keep keeps the archive (CopyResult.Archive) for a later Reuse; the
 	// caller removes it with Archive.Remove.
 	Keep bool
+	// SQL, with DryRun, also prints the statements the restore would run.
+	SQL bool
 }
 
 // CopyResult says what copy-schema did.
@@ -109,6 +111,13 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		}
 		if res.Skipped > 0 {
 			fmt.Fprintf(w, "-- %d object(s) already on the target are left as they are\n", res.Skipped)
+		}
+		if o.SQL && res.Restored > 0 {
+			fmt.Fprintf(w, "-- target: the statements of that restore:\n")
+			keep := func(e Entry) bool { return !skip[e.ID] && (o.Only == nil || o.Only(e)) }
+			if err := a.WriteSQL(ctx, w, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL}, keep); err != nil {
+				return nil, err
+			}
 		}
 		return res, nil
 	}
