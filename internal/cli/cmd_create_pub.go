@@ -66,6 +66,9 @@ func runCreatePub(ctx context.Context, s *session, o *createPubOptions) error {
 			return "", nil, err
 		}
 		msg := res.Summary(s.m.PubName)
+		if o.dryRun {
+			msg = "dry run, nothing changed; would be: " + msg
+		}
 		notePublication(s, res)
 		if !o.dryRun {
 			fmt.Fprintln(s.g.stdout, msg)

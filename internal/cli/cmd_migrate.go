@@ -186,10 +186,12 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 			return "", nil, err
 		}
 		notePublication(s, res)
-		if !dry {
-			fmt.Fprintln(out, "create-pub: "+res.Summary(s.m.PubName))
+		msg := res.Summary(s.m.PubName)
+		if dry {
+			return "dry run, nothing changed; would be: " + msg, nil, nil
 		}
-		return res.Summary(s.m.PubName), nil, nil
+		fmt.Fprintln(out, "create-pub: "+msg)
+		return msg, nil, nil
 	}); err != nil {
 		return err
 	}
