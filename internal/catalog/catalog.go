@@ -5,7 +5,9 @@ import (
 	"embed"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 
@@ -374,6 +376,25 @@ func QuoteName(s string) string {
 		return `"` + s + `"`
 	}
 	return s
+}
+
+// Printable is s for a terminal line: control characters (a newline in a
+// table's name) as Go-style escapes such as \n and \x1b, so one name stays
+// on one line and cannot move the cursor; everything else as it is.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if !unicode.IsControl(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r) // '\n', '\x1b', '\u0085'
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
 }
 
 // reserved holds the SQL keywords that cannot be bare identifiers; enough to

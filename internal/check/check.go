@@ -58,7 +58,10 @@ type Finding struct {
 type Endpoint struct {
 	Display   string `json:"display"`
 	Version   string `json:"version,omitempty"`
-	Reachable bool   `json:"reachable"`
+	Reachable bool   `json:"reachable"` // connected (see Problem otherwise)
+	// Problem is why pgmove could not connect: "unreachable" only when no
+	// server answered; "login failed", "no such database" when one did.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Report is the result of a check.
@@ -129,11 +132,13 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcEr
 		dstErr = fmt.Errorf("target: not connected")
 	}
 	if srcErr != nil {
+		r.Source.Problem = problemOf(srcErr)
 		r.add(Error, config.Source, "connect", "", strip(srcErr, config.Source), "")
 	} else {
 		r.Source.Reachable, r.Source.Version = true, src.Version
 	}
 	if dstErr != nil {
+		r.Target.Problem = problemOf(dstErr)
 		r.add(Error, config.Target, "connect", "", strip(dstErr, config.Target), "")
 	} else {
 		r.Target.Reachable, r.Target.Version = true, dst.Version
@@ -200,9 +205,17 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 }
 
+// problemOf is why a side could not be connected to.
+func problemOf(err error) string {
+	if p := cluster.ConnectProblem(err); p != "" {
+		return p
+	}
+	return cluster.ConnectFailed
+}
+
 func versionOrDown(e Endpoint) string {
 	if !e.Reachable {
-		return "(unreachable)"
+		return "(" + e.Problem + ")"
 	}
 	return "PostgreSQL " + strings.Fields(e.Version)[0]
 }

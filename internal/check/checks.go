@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgmove/pgmove/internal/catalog"
@@ -345,7 +346,7 @@ func (c *checker) replicationRole(ctx context.Context) error {
 		if len(rls) > 0 {
 			sort.Strings(rls)
 			rls = dedup(rls)
-			c.r.add(Error, config.Source, "replication_role", role, fmt.Sprintf("role %s does not bypass row-level security, enabled on %s: rows its policies hide would be silently missing on the target", q, strings.Join(firstN(rls, 3), ", ")),
+			c.r.add(Error, config.Source, "replication_role", role, fmt.Sprintf("role %s does not bypass row-level security, enabled on %s: rows its policies hide would be silently missing on the target", q, cluster.ListSome(rls, 3)),
 				fmt.Sprintf("ALTER ROLE %s BYPASSRLS;", q))
 		}
 	}
@@ -383,13 +384,6 @@ func dedup(s []string) []string {
 	return out
 }
 
-func firstN(s []string, n int) []string {
-	if len(s) <= n {
-		return s
-	}
-	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
-}
-
 func (c *checker) targetAdmin(ctx context.Context) error {
 	if c.dst.Superuser {
 		return nil
@@ -422,11 +416,21 @@ func (c *checker) replicationConnection(ctx context.Context) error {
 	if !c.o.Probe {
 		return nil
 	}
-	if c.m.ReplUser != "" {
+	// When pgmove's own connection to the source failed and the replication
+	// connection is the same one (same user, same address), the probe can
+	// only fail the same way: the connect finding already says why.
+	sameAsAdmin := c.src == nil && !c.m.SubConnSet && c.m.ReplUser == c.m.Src.User()
+	if c.m.ReplUser != "" && !sameAsAdmin {
 		if err := replication.ProbeReplication(ctx, c.m); err != nil {
-			c.r.add(Error, config.Source, "replication_connection", c.m.ReplUser, strip(err, config.Source),
-				fmt.Sprintf("# pg_hba.conf on the source, then SELECT pg_reload_conf();\nhost %s %s <pgmove-and-target-host-ip>/32 scram-sha-256",
-					hbaName(c.m.Src.DB), hbaName(c.m.ReplUser)))
+			// pg_hba.conf is the fix only when it is what refused the
+			// connection; a wrong password, a missing database or a
+			// server that does not answer say their own fix.
+			fix := ""
+			if cluster.SQLState(err) == pgerrcode.InvalidAuthorizationSpecification {
+				fix = fmt.Sprintf("# pg_hba.conf on the source, then SELECT pg_reload_conf();\nhost %s %s <pgmove-and-target-host-ip>/32 scram-sha-256",
+					hbaName(c.m.Src.DB), hbaName(c.m.ReplUser))
+			}
+			c.r.add(Error, config.Source, "replication_connection", c.m.ReplUser, strip(err, config.Source), fix)
 			return nil
 		}
 	}

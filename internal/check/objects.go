@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
@@ -112,7 +113,7 @@ func (c *checker) specialObjects(ctx context.Context) error {
 	}
 	if len(unowned) > 0 {
 		c.r.add(Info, config.Source, "sequence", "", fmt.Sprintf("%d sequence(s) owned by no column (%s): not replicated, like every sequence; copy-seq carries all of them",
-			len(unowned), strings.Join(firstN(unowned, 3), ", ")), "")
+			len(unowned), cluster.ListSome(unowned, 3)), "")
 	}
 	if len(seqs) > 0 {
 		c.r.add(Info, config.Source, "sequence", "", fmt.Sprintf("%d sequence(s): not replicated; run copy-seq at the switch, after writes stop", len(seqs)), "")
@@ -269,10 +270,10 @@ func (c *checker) targetTables(ctx context.Context) error {
 	if len(full) > 0 && c.phase.interrupted != "" && !c.o.Native {
 		// The copy's own rows: the rerun restarts it from a new slot.
 		c.r.add(Info, config.Target, "target_rows", "", fmt.Sprintf("%d table(s) on the target hold rows (%s) and %s without finishing: create-sub (or migrate) restarts the copy from a new slot",
-			len(full), strings.Join(firstN(full, 3), ", "), c.phase.interrupted), "")
+			len(full), cluster.ListSome(full, 3), c.phase.interrupted), "")
 	} else if len(full) > 0 {
 		c.r.add(Warning, config.Target, "target_rows", "", fmt.Sprintf("%d table(s) on the target already hold rows (%s): copy-schema refuses to restore over data, and the initial copy would add rows to them",
-			len(full), strings.Join(firstN(full, 3), ", ")), "point dst at an empty database, or empty those tables if they are leftovers")
+			len(full), cluster.ListSome(full, 3)), "point dst at an empty database, or empty those tables if they are leftovers")
 	}
 	if c.snap == nil {
 		return nil

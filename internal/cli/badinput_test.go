@@ -55,7 +55,7 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("unreachable host", func(t *testing.T) {
 		r := pgmove(t, "--src", "postgres://postgres@127.0.0.1:1/meta", "--dst", dst, "migrate")
-		assertOneLineError(t, r, ExitProblems, "source:", "cannot reach 127.0.0.1:1", "connection refused", "src_ip/src_port")
+		assertOneLineError(t, r, ExitProblems, "source:", "cannot reach 127.0.0.1:1", "connection refused", "the host and port in --src")
 		p.assertNothingLeft(t)
 	})
 	t.Run("wrong password", func(t *testing.T) {
@@ -68,7 +68,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("missing database", func(t *testing.T) {
 		r := pgmove(t, "--src", src, "--dst", strings.TrimSuffix(dst, "test")+"nosuch", "migrate")
-		assertOneLineError(t, r, ExitProblems, "target:", `database "nosuch" does not exist`, "dst_db")
+		assertOneLineError(t, r, ExitProblems, "target:", `database "nosuch" does not exist`, "the database name in --dst")
 		p.assertNothingLeft(t)
 	})
 	t.Run("password in the URL", func(t *testing.T) {

@@ -86,7 +86,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if code == ExitInterrupted && !strings.Contains(msg, "interrupt") {
 		msg = "interrupted: " + msg
 	}
-	fmt.Fprintln(stderr, "pgmove: "+oneLine(msg))
+	fmt.Fprintln(stderr, "pgmove: "+cluster.OneLine(msg))
 	return code
 }
 
@@ -104,10 +104,6 @@ func isCobraUsage(err error) bool {
 		}
 	}
 	return false
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
 func newRoot(g *globals) *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 )
 
 type checkOptions struct {
@@ -109,7 +110,7 @@ func blockedError(r *check.Report) error {
 	}
 	msg += f.Message
 	if f.Fix != "" {
-		msg += "; fix: " + oneLine(f.Fix)
+		msg += "; fix: " + cluster.OneLine(f.Fix)
 	}
 	if n := r.Errors(); n > 1 {
 		msg += fmt.Sprintf(" (and %d more blocking problem(s): pgmove check lists them)", n-1)

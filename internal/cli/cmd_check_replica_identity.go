@@ -107,11 +107,12 @@ With --apply, pgmove runs them on the source.`,
 				return err
 			}
 			defer s.close()
-			return runCheckReplicaIdentitySolution(cmd.Context(), s, o)
+			return s.withJSON(o.json, !o.apply || o.dryRun, func() error { return runCheckReplicaIdentitySolution(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.apply, "apply", false, "run the statements on the source")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements (the default without --apply)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or would be) as one JSON object")
 	return cmd
 }
 
@@ -121,12 +122,16 @@ func runCheckReplicaIdentitySolution(ctx context.Context, s *session, o *identit
 		return err
 	}
 	var fixes []check.IdentityRow
+	tables := []string{}
 	for _, r := range rows {
 		if !r.OK {
 			fixes = append(fixes, r)
+			tables = append(tables, r.Name)
 		}
 	}
+	s.note("tables", tables)
 	if !o.apply || o.dryRun {
+		s.addStep("check-replica-identity-solution", "done", fmt.Sprintf("%d table(s) need a replica identity", len(fixes)), nil)
 		for _, r := range fixes {
 			fmt.Fprintln(s.g.stdout, r.Fix)
 		}

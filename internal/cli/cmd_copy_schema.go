@@ -17,6 +17,7 @@ type copySchemaOptions struct {
 	dryRun     bool
 	section    string
 	roles      rolesFlags
+	json       bool
 }
 
 func newCopySchemaCmd(g *globals) *cobra.Command {
@@ -39,7 +40,7 @@ target tables already hold rows, unless --force.`,
 				return err
 			}
 			defer s.close()
-			return runCopySchema(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCopySchema(cmd.Context(), s, o) })
 		},
 	}
 	f := cmd.Flags()
@@ -47,6 +48,7 @@ target tables already hold rows, unless --force.`,
 	f.BoolVar(&o.withOwners, "with-owners", false, "restore object owners (the roles must exist on the target)")
 	f.BoolVar(&o.withGrants, "with-grants", false, "restore GRANTs and owners (the roles must exist on the target)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, change nothing")
+	f.BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	f.StringVar(&o.section, "section", "all", "what to restore: all, pre-data (tables without indexes and constraints, for the snapshot copy, which builds those after the data) or post-data")
 	o.roles.register(cmd)
 	return cmd
@@ -80,6 +82,7 @@ func runCopySchema(ctx context.Context, s *session, o *copySchemaOptions) error 
 		if err != nil {
 			return "", nil, err
 		}
+		noteSchema(s, res)
 		var msg string
 		switch {
 		case o.dryRun:
@@ -92,6 +95,13 @@ func runCopySchema(ctx context.Context, s *session, o *copySchemaOptions) error 
 		fmt.Fprintln(s.g.stdout, msg)
 		return msg, nil, nil
 	})
+}
+
+// noteSchema puts what copy-schema did into --json's step.
+func noteSchema(s *session, res *schema.CopyResult) {
+	s.note("restored", res.Restored)
+	s.note("already_on_target", res.Skipped)
+	s.note("dump_tool", res.DumpTool)
 }
 
 // rolesFlags are --with-roles and --with-role-passwords.
@@ -116,6 +126,9 @@ func (f *rolesFlags) copy(ctx context.Context, s *session, dryRun bool) error {
 			return "", nil, err
 		}
 		msg := fmt.Sprintf("roles: %d created on the target, %d already there left as they are, %d membership(s)", len(res.Created), len(res.Existing), res.Membership)
+		s.note("created", orEmpty(res.Created))
+		s.note("existing", orEmpty(res.Existing))
+		s.note("memberships", res.Membership)
 		if !dryRun {
 			fmt.Fprintln(s.g.stdout, msg)
 		}

@@ -9,12 +9,14 @@ import (
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/replication"
 )
 
 type createPubOptions struct {
 	dryRun bool
 	force  bool
+	json   bool
 }
 
 func newCreatePubCmd(g *globals) *cobra.Command {
@@ -38,11 +40,12 @@ UPDATE and DELETE on it would then fail on the source.`,
 				return err
 			}
 			defer s.close()
-			return runCreatePub(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCreatePub(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
 	cmd.Flags().BoolVar(&o.force, "force", false, "publish tables without a replica identity anyway (their UPDATE and DELETE will fail on the source)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -65,11 +68,32 @@ func runCreatePub(ctx context.Context, s *session, o *createPubOptions) error {
 			return "", nil, err
 		}
 		msg := res.Summary(s.m.PubName)
+		if o.dryRun {
+			msg = "dry run, nothing changed; would be: " + msg
+		}
+		notePublication(s, res)
 		if !o.dryRun {
 			fmt.Fprintln(s.g.stdout, msg)
 		}
 		return msg, map[string]string{"publication": s.m.PubName}, nil
 	})
+}
+
+// notePublication puts what create-pub did into --json's step.
+func notePublication(s *session, res replication.PublicationResult) {
+	s.note("publication", s.m.PubName)
+	s.note("created", res.Created)
+	s.note("tables", res.Tables)
+	s.note("added", orEmpty(res.Added))
+	s.note("dropped", orEmpty(res.Dropped))
+}
+
+// orEmpty makes a nil list an empty one, so JSON says [] rather than null.
+func orEmpty(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 func ensurePublication(ctx context.Context, s *session, dryRun, force bool) (replication.PublicationResult, error) {
@@ -93,15 +117,8 @@ func ensurePublication(ctx context.Context, s *session, dryRun, force bool) (rep
 		}
 		if len(bad) > 0 {
 			return replication.PublicationResult{}, fmt.Errorf("source: %d table(s) have no primary key or replica identity (%s): once published, UPDATE and DELETE on them would fail on the source; fix: %s (pgmove check-replica-identity-solution --apply does it)",
-				len(bad), strings.Join(firstN(bad, 3), ", "), strings.Join(firstN(fixes, 2), " "))
+				len(bad), cluster.ListSome(bad, 3), strings.Join(fixes[:min(len(fixes), 2)], " "))
 		}
 	}
 	return replication.EnsurePublication(ctx, s.runner(dryRun), s.src, s.m.PubName, published)
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) <= n {
-		return s
-	}
-	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
 }

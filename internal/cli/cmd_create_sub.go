@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
@@ -21,6 +22,7 @@ type createSubOptions struct {
 	copy       copyFlags
 	withOwners bool
 	withGrants bool
+	json       bool
 }
 
 func newCreateSubCmd(g *globals) *cobra.Command {
@@ -55,11 +57,12 @@ rows, unless --force (native copy only).`,
 				return err
 			}
 			defer s.close()
-			return runCreateSub(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCreateSub(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
 	cmd.Flags().BoolVar(&o.force, "force", false, "native copy: create the subscription although target tables hold rows")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	cmd.Flags().BoolVar(&o.withOwners, "with-owners", false, "snapshot copy: restore owners of the objects created after the copy")
 	cmd.Flags().BoolVar(&o.withGrants, "with-grants", false, "snapshot copy: restore grants and owners of the objects created after the copy")
 	o.copy.register(cmd)
@@ -92,6 +95,7 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 				return "", nil, err
 			}
 			msg := fmt.Sprintf("subscription %q streams changes after the snapshot copy of %d table(s)", s.m.SubName, res.Tables)
+			noteHandoff(s, res)
 			fmt.Fprintln(s.g.stdout, msg)
 			return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName}, nil
 		})
@@ -101,20 +105,65 @@ func runCreateSub(ctx context.Context, s *session, o *createSubOptions) error {
 		if err != nil {
 			return "", nil, err
 		}
-		var msg string
-		switch {
-		case res.Created:
-			msg = fmt.Sprintf("subscription %q created: PostgreSQL copies every table, then streams changes; follow it with pgmove progress --watch", s.m.SubName)
-		case res.Enabled || res.Refreshed:
-			msg = fmt.Sprintf("subscription %q updated (enabled: %t, refreshed for new tables: %t)", s.m.SubName, res.Enabled, res.Refreshed)
-		default:
-			msg = fmt.Sprintf("subscription %q already exists and is enabled; unchanged", s.m.SubName)
-		}
-		if !o.dryRun {
+		msg := subscriptionMessage(s.m.SubName, res, o.dryRun)
+		noteSubscription(s, res)
+		if o.dryRun {
+			fmt.Fprintln(s.g.stdout, "-- "+msg)
+		} else {
 			fmt.Fprintln(s.g.stdout, msg)
 		}
 		return msg, map[string]string{"subscription": s.m.SubName, "slot": s.m.SlotName, "oid": fmt.Sprint(res.OID)}, nil
 	})
+}
+
+// noteSubscription puts what ensureSubscription did into --json's step.
+func noteSubscription(s *session, res replication.SubscriptionResult) {
+	s.note("subscription", s.m.SubName)
+	s.note("created", res.Created)
+	s.note("enabled", res.Enabled)
+	s.note("refreshed", res.Refreshed)
+	s.note("new_tables", res.NewTables)
+}
+
+// noteHandoff puts what the snapshot copy did into --json's step.
+func noteHandoff(s *session, res *copy.HandoffResult) {
+	s.note("subscription", s.m.SubName)
+	s.note("slot", s.m.SlotName)
+	s.note("created", true)
+	s.note("tables", res.Tables)
+	s.note("rows", res.Rows)
+	s.note("bytes", res.Bytes)
+	s.note("indexes", res.Indexes)
+	s.note("consistent_point", res.ConsistentPoint.String())
+	if res.Resumed != "" {
+		s.note("resumed", res.Resumed)
+	}
+}
+
+// subscriptionMessage says what ensureSubscription did, or under --dry-run
+// what it would do: only the actions taken are named.
+func subscriptionMessage(name string, res replication.SubscriptionResult, dryRun bool) string {
+	var did, would []string
+	if res.Enabled {
+		did, would = append(did, "enabled"), append(would, "enable it")
+	}
+	if res.Refreshed {
+		did = append(did, fmt.Sprintf("refreshed: %d new published table(s) get PostgreSQL's initial copy", res.NewTables))
+		would = append(would, fmt.Sprintf("refresh it for %d new published table(s), which PostgreSQL then copies", res.NewTables))
+	}
+	switch {
+	case res.Created && dryRun:
+		return fmt.Sprintf("subscription %q does not exist: it would be created, then PostgreSQL copies every table and streams changes", name)
+	case res.Created:
+		return fmt.Sprintf("subscription %q created: PostgreSQL copies every table, then streams changes; follow it with pgmove progress --watch", name)
+	case len(did) > 0 && dryRun:
+		return fmt.Sprintf("subscription %q exists; create-sub would %s", name, strings.Join(would, " and "))
+	case len(did) > 0:
+		return fmt.Sprintf("subscription %q %s", name, strings.Join(did, " and "))
+	case dryRun:
+		return fmt.Sprintf("subscription %q exists, is enabled and has every published table: a rerun changes nothing", name)
+	}
+	return fmt.Sprintf("subscription %q already exists and is enabled; unchanged", name)
 }
 
 // subscriptionSpec is the subscription this migration makes.
@@ -219,7 +268,7 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 		}
 	}
 	if len(missing) > 0 {
-		return none, fmt.Errorf("target: %d published table(s) do not exist on the target (%s); run pgmove copy-schema first", len(missing), strings.Join(firstN(missing, 3), ", "))
+		return none, fmt.Errorf("target: %d published table(s) do not exist on the target (%s); run pgmove copy-schema first", len(missing), cluster.ListSome(missing, 3))
 	}
 	sub, err := replication.Find(ctx, s.dst, s.m.SubName)
 	if err != nil {
@@ -233,7 +282,7 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 				return none, err
 			}
 			if len(full) > 0 {
-				return none, fmt.Errorf("target: %d table(s) already hold rows (%s); the initial copy would add the source's rows to them: empty them, or pass --force", len(full), strings.Join(firstN(full, 3), ", "))
+				return none, fmt.Errorf("target: %d table(s) already hold rows (%s); the initial copy would add the source's rows to them: empty them, or pass --force", len(full), cluster.ListSome(full, 3))
 			}
 		}
 		slots, err := catalog.Slots(ctx, s.src)

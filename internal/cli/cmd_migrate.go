@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/carry"
+	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/progress"
@@ -23,6 +25,8 @@ type migrateOptions struct {
 	withOwners bool
 	withGrants bool
 	roles      rolesFlags
+	dryRun     bool
+	json       bool
 }
 
 func newMigrateCmd(g *globals) *cobra.Command {
@@ -44,7 +48,11 @@ the whole schema, then PostgreSQL's own table sync.
 
 Each step is safe to rerun, so after an interruption migrate picks up where
 it stopped (a snapshot copy cut short restarts from a new slot; it says so).
-A second pgmove on the same migration is refused.`,
+A second pgmove on the same migration is refused.
+
+--dry-run connects and reads both catalogues, runs check, then prints every
+statement of every step in order (or, for the copy, what it would do) and
+changes nothing. --json prints what was done as one JSON object.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "migrate")
@@ -52,7 +60,7 @@ A second pgmove on the same migration is refused.`,
 				return err
 			}
 			defer s.close()
-			return runMigrate(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runMigrate(cmd.Context(), s, o) })
 		},
 	}
 	f := cmd.Flags()
@@ -60,6 +68,8 @@ A second pgmove on the same migration is refused.`,
 	f.DurationVar(&o.timeout, "timeout", 0, "give up waiting for the catch-up after this long (0: wait until interrupted)")
 	f.BoolVar(&o.withOwners, "with-owners", false, "restore object owners (the roles must exist on the target)")
 	f.BoolVar(&o.withGrants, "with-grants", false, "restore GRANTs and owners (the roles must exist on the target)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print every step's statements in order, change nothing")
+	f.BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	o.copy.register(cmd)
 	o.roles.register(cmd)
 	return cmd
@@ -88,12 +98,29 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	if err != nil {
 		return err
 	}
+	s.note("ready", r.Ready)
+	s.note("blocking", r.Errors())
+	s.note("warnings", r.Warnings())
 	if !r.Ready {
+		var blocking []check.Finding
+		for _, f := range r.Findings {
+			if f.Severity == check.Error {
+				blocking = append(blocking, f)
+			}
+		}
+		s.note("findings", blocking)
 		r.WriteText(out)
-		return withCode(ExitProblems, blockedError(r))
+		err := withCode(ExitProblems, blockedError(r))
+		s.addStep("check", "failed", cluster.OneLine(err.Error()), nil)
+		return err
 	}
-	fmt.Fprintf(out, "check: ready (%d warning(s); pgmove check shows them)\n", r.Warnings())
-	if err := s.begin(ctx); err != nil {
+	msg := fmt.Sprintf("check: ready (%d warning(s); pgmove check shows them)", r.Warnings())
+	s.addStep("check", "done", msg, nil)
+	fmt.Fprintln(out, msg)
+	dry := o.dryRun
+	if dry {
+		fmt.Fprintln(out, "-- dry run: the statements of each step, in order; nothing is changed")
+	} else if err := s.begin(ctx); err != nil {
 		return err
 	}
 
@@ -106,7 +133,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	if sub != nil {
 		fmt.Fprintf(out, "subscription %q exists: the migration is under way; resuming at the catch-up\n", s.m.SubName)
 	} else {
-		if err := o.roles.copy(ctx, s, false); err != nil {
+		if err := o.roles.copy(ctx, s, dry); err != nil {
 			return err
 		}
 		err := s.step("copy-schema", func() (string, map[string]string, error) {
@@ -118,8 +145,10 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 				co.Only = func(e schema.Entry) bool { return e.Section() == "pre-data" }
 				what = "schema (tables without indexes; those come after the copy)"
 				// A copy interrupted earlier left rows; the handoff deals with them.
-				if last, _ := s.journal.Last("copy"); last != nil {
-					co.Force = true
+				if s.journal != nil {
+					if last, _ := s.journal.Last("copy"); last != nil {
+						co.Force = true
+					}
 				}
 			}
 			co.Keep = snapshot // the post-data part is restored from it after the copy
@@ -133,12 +162,17 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 			if snapshot {
 				co.Jobs = copyOpts.Jobs
 			}
+			co.DryRun, co.Out, co.SQL = dry, out, dry
 			res, err := schema.Copy(ctx, s.m, s.src, s.dst, co)
 			if err != nil {
 				return "", nil, err
 			}
 			archive = res.Archive
+			noteSchema(s, res)
 			msg := fmt.Sprintf("copy-schema: %s: %d object(s) restored, %d already on the target", what, res.Restored, res.Skipped)
+			if dry {
+				msg = fmt.Sprintf("copy-schema: %s: would restore %d object(s), %d already on the target", what, res.Restored, res.Skipped)
+			}
 			fmt.Fprintln(out, msg)
 			return msg, nil, nil
 		})
@@ -147,14 +181,22 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		}
 	}
 	if err := s.step("create-pub", func() (string, map[string]string, error) {
-		res, err := ensurePublication(ctx, s, false, false)
+		res, err := ensurePublication(ctx, s, dry, false)
 		if err != nil {
 			return "", nil, err
 		}
-		fmt.Fprintln(out, "create-pub: "+res.Summary(s.m.PubName))
-		return res.Summary(s.m.PubName), nil, nil
+		notePublication(s, res)
+		msg := res.Summary(s.m.PubName)
+		if dry {
+			return "dry run, nothing changed; would be: " + msg, nil, nil
+		}
+		fmt.Fprintln(out, "create-pub: "+msg)
+		return msg, nil, nil
 	}); err != nil {
 		return err
+	}
+	if dry {
+		return migrateDryRest(ctx, s, o, snapshot, sub != nil, copyOpts, maxLag)
 	}
 	if snapshot && sub == nil {
 		if err := s.step("create-sub", func() (string, map[string]string, error) {
@@ -163,6 +205,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 				return "", nil, err
 			}
 			msg := fmt.Sprintf("create-sub: subscription %q streams changes after the snapshot copy", s.m.SubName)
+			noteHandoff(s, res)
 			if res.Resumed != "" {
 				msg += " (" + res.Resumed + ")"
 			}
@@ -182,7 +225,8 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		if err != nil {
 			return "", nil, err
 		}
-		msg := fmt.Sprintf("create-sub: subscription %q ready to stream (created: %t)", s.m.SubName, res.Created)
+		noteSubscription(s, res)
+		msg := "create-sub: " + subscriptionMessage(s.m.SubName, res, false)
 		fmt.Fprintln(out, msg)
 		return msg, map[string]string{"oid": fmt.Sprint(res.OID)}, nil
 	}); err != nil {
@@ -202,9 +246,48 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		if lo.Created+lo.Replaced+lo.Deleted > 0 {
 			fmt.Fprintf(out, "large objects: %d copied ahead of the switch (copy-seq carries later changes)\n", lo.Created+lo.Replaced)
 		}
+		s.note("large_objects_copied", lo.Created+lo.Replaced)
 		msg := "caught up: " + r.Summary()
 		fmt.Fprintln(out, msg)
 		fmt.Fprintln(out, "next: stop writes on the source, pgmove progress --wait, pgmove copy-seq (sequences, large objects, unlogged tables, materialized views), pgmove compare --checksum, then switch traffic to the target")
+		return msg, nil, nil
+	})
+}
+
+// migrateDryRest prints, for --dry-run, the steps after create-pub: the
+// copy and subscription (as create-sub --dry-run does), the wait, and the
+// large objects carried after it.
+func migrateDryRest(ctx context.Context, s *session, o *migrateOptions, snapshot, subscribed bool, copyOpts copy.Options, maxLag int64) error {
+	out := s.g.stdout
+	if err := s.step("create-sub", func() (string, map[string]string, error) {
+		switch {
+		case snapshot && !subscribed:
+			if err := describeHandoff(ctx, s, copyOpts); err != nil {
+				return "", nil, err
+			}
+			return fmt.Sprintf("create-sub: would copy the data under a new slot's snapshot and create subscription %q on it", s.m.SubName), nil, nil
+		case snapshot:
+			fmt.Fprintln(out, "-- target: restore what an earlier run left of the schema's rest (foreign keys, triggers, policies), if anything")
+		}
+		res, err := ensureSubscription(ctx, s, true, false)
+		if err != nil {
+			return "", nil, err
+		}
+		noteSubscription(s, res)
+		msg := subscriptionMessage(s.m.SubName, res, true)
+		fmt.Fprintln(out, "-- "+msg)
+		return "create-sub: " + msg, nil, nil
+	}); err != nil {
+		return err
+	}
+	return s.step("catch-up", func() (string, map[string]string, error) {
+		msg := fmt.Sprintf("catch-up: would wait until every table replicates and the lag is below %s, then copy the large objects", check.PrettyBytes(maxLag))
+		fmt.Fprintln(out, "-- "+msg)
+		lo, err := carry.LargeObjects(ctx, s.runner(true), s.src, s.dst)
+		if err != nil {
+			return "", nil, err
+		}
+		s.note("large_objects_to_copy", lo.Created+lo.Replaced)
 		return msg, nil, nil
 	})
 }

@@ -18,6 +18,7 @@ import (
 
 type removeOptions struct {
 	dryRun bool
+	json   bool
 }
 
 func newRemoveSubCmd(g *globals) *cobra.Command {
@@ -37,10 +38,11 @@ WAL on the source until its disk is full. Rerunning changes nothing.`,
 				return err
 			}
 			defer s.close()
-			return runRemoveSub(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runRemoveSub(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -85,6 +87,9 @@ func removeSub(ctx context.Context, s *session, dryRun bool) (string, map[string
 	if err != nil {
 		return "", nil, err
 	}
+	s.note("subscription", s.m.SubName)
+	s.note("subscription_dropped", res.Dropped)
+	s.note("orphan_slots", orEmpty(res.OrphanSlots))
 	msg := fmt.Sprintf("subscription %q does not exist; nothing to remove", s.m.SubName)
 	if res.Dropped {
 		msg = fmt.Sprintf("subscription %q dropped", s.m.SubName)
@@ -123,10 +128,11 @@ prints the statements in the order the real run runs them.`,
 				return err
 			}
 			defer s.close()
-			return runCleanup(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCleanup(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -150,6 +156,7 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			}
 		}
 		if s.src == nil {
+			s.note("source_reachable", false)
 			left := fmt.Sprintf("publication %q and replication slot %q may remain on the source, the slot keeping WAL until dropped: when it is back, run pgmove cleanup again, or on the source: %s; %s;",
 				s.m.PubName, s.m.SlotName, replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
 			fmt.Fprintln(s.g.stdout, "the source was unreachable: "+left)
@@ -164,6 +171,8 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		if err != nil {
 			return "", nil, err
 		}
+		s.note("publication", s.m.PubName)
+		s.note("publication_dropped", dropped)
 		var done []string
 		if dropped {
 			done = append(done, fmt.Sprintf("publication %q dropped", s.m.PubName))
@@ -185,6 +194,7 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			if err != nil {
 				return "", nil, err
 			}
+			s.note("slot_dropped", ok)
 			if ok {
 				done = append(done, fmt.Sprintf("replication slot %q dropped", sl.Name))
 			}

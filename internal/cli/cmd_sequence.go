@@ -19,6 +19,7 @@ type copySeqOptions struct {
 	dryRun        bool
 	sequencesOnly bool
 	jobs          int
+	json          bool
 }
 
 func newCopySeqCmd(g *globals) *cobra.Command {
@@ -51,12 +52,13 @@ Run it after writes on the source stopped and the lag reached zero
 				return err
 			}
 			defer s.close()
-			return runCopySeq(cmd.Context(), s, o)
+			return s.withJSON(o.json, o.dryRun, func() error { return runCopySeq(cmd.Context(), s, o) })
 		},
 	}
 	cmd.Flags().Int64Var(&o.offset, "offset", 0, "move every sequence N values past the source's")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
 	cmd.Flags().BoolVar(&o.sequencesOnly, "sequences-only", false, "carry only the sequences")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", runtime.NumCPU(), "unlogged tables copied at once")
 	return cmd
 }
@@ -82,6 +84,10 @@ func runCopySeq(ctx context.Context, s *session, o *copySeqOptions) error {
 			return "", nil, err
 		}
 		msg := fmt.Sprintf("sequences copied to the target: %d (offset %d)", res.Set, o.offset)
+		s.note("sequences", res.Set)
+		s.note("sequences_ahead", res.Ahead)
+		s.note("sequences_clamped", orEmpty(res.Clamped))
+		s.note("offset", o.offset)
 		if !o.dryRun {
 			res.Fprint(s.g.stdout, "sequences copied to the target")
 		}
@@ -106,23 +112,27 @@ func carryRest(ctx context.Context, s *session, dryRun bool, jobs int) (string, 
 	if err != nil {
 		return "", err
 	}
+	s.note("large_objects", map[string]any{"created": lo.Created, "rewritten": lo.Replaced, "deleted": lo.Deleted, "unchanged": lo.Unchanged, "bytes": lo.Bytes})
 	msgs := []string{out(fmt.Sprintf("large objects: %d created, %d rewritten, %d deleted, %d unchanged (%s copied)",
 		lo.Created, lo.Replaced, lo.Deleted, lo.Unchanged, check.PrettyBytes(lo.Bytes)))}
 	ul, err := carry.UnloggedTables(ctx, r, s.src, s.dst, s.m, jobs)
 	if err != nil {
 		return "", err
 	}
+	s.note("unlogged_tables", map[string]any{"tables": ul.Tables, "rows": ul.Rows})
 	msgs = append(msgs, out(fmt.Sprintf("unlogged tables: %d copied again (%d rows)", ul.Tables, ul.Rows)))
 	mv, err := carry.RefreshMaterializedViews(ctx, r, s.src, s.dst, s.m)
 	if err != nil {
 		return "", err
 	}
+	s.note("materialized_views", map[string]any{"refreshed": mv.Refreshed, "names": orEmpty(mv.Names)})
 	msgs = append(msgs, out(fmt.Sprintf("materialized views: %d refreshed on the target", mv.Refreshed)))
 	return strings.Join(msgs, "; "), nil
 }
 
 type nextSeqOptions struct {
 	dryRun bool
+	json   bool
 }
 
 func newNextSeqCmd(g *globals) *cobra.Command {
@@ -149,10 +159,11 @@ copy-seq. Each run moves them further; gaps in sequences are harmless.`,
 				return err
 			}
 			defer s.close()
-			return runNextSeq(cmd.Context(), s, o, n)
+			return s.withJSON(o.json, o.dryRun, func() error { return runNextSeq(cmd.Context(), s, o, n) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the statements, change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	return cmd
 }
 
@@ -167,8 +178,13 @@ func runNextSeq(ctx context.Context, s *session, o *nextSeqOptions, n int64) err
 	}
 	return s.step("next-seq", func() (string, map[string]string, error) {
 		res, err := sequence.Advance(ctx, s.runner(o.dryRun), s.dst, n)
-		if err != nil || o.dryRun {
+		if err != nil {
 			return "", nil, err
+		}
+		s.note("sequences", res.Set)
+		s.note("advanced_by", n)
+		if o.dryRun {
+			return fmt.Sprintf("%d sequence(s) would be advanced by %d", res.Set, n), nil, nil
 		}
 		res.Fprint(s.g.stdout, fmt.Sprintf("target sequences advanced by %d", n))
 		return fmt.Sprintf("%d sequence(s) advanced by %d", res.Set, n), nil, nil

@@ -28,7 +28,7 @@ func (f *copyFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.method, "copy", "snapshot", "initial copy: snapshot (pgmove's parallel COPY handed off to the subscription) or native (PostgreSQL's table sync, as in the seed)")
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "parallel COPY streams and index builds (default: this machine's cores)")
 	fl.StringVar(&f.splitLarger, "split-larger-than", fmt.Sprintf("%dGB", copy.DefaultSplitLarger>>30),
-		"load tables larger than this with --jobs sessions at once (0: never); smaller ones load in one stream, with COPY FREEZE")
+		"load tables larger than this with --jobs sessions at once (0: never); smaller ones load in one stream (with COPY FREEZE from 64MB, see --freeze)")
 	fl.StringVar(&f.memory, "maintenance-work-mem", "512MB", "maintenance_work_mem of each index build on the target")
 	fl.BoolVar(&f.freeze, "freeze", true, "load each table of 64MB or more copied whole with TRUNCATE + COPY FREEZE: rows land frozen, so neither the index builds nor a later vacuum rewrite every page (--freeze=false: plain COPY)")
 	fl.DurationVar(&f.slotTimeout, "slot-timeout", 5*time.Minute, "give up creating the replication slot after this long (it waits for open transactions)")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgmove/pgmove/internal/cluster"
 )
 
 // logHandler writes one terse line per record to stderr:
@@ -35,7 +37,7 @@ func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 	b.WriteString(r.Message)
 	write := func(a slog.Attr) bool {
 		if a.Key == "sql" {
-			b.WriteString(": " + oneLine(a.Value.String()))
+			b.WriteString(": " + cluster.OneLine(a.Value.String()))
 		} else {
 			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
 		}

@@ -27,7 +27,9 @@ type session struct {
 	dst     *cluster.Conn
 	journal *state.Journal
 	lock    *state.Lock
-	locked  bool // the target's advisory lock is held on dst
+	locked  bool           // the target's advisory lock is held on dst
+	out     *outcome       // with --json: what the command did
+	notes   map[string]any // figures of the step under way, for out
 	// orphans says which slots a subscription's removal left on an
 	// unreachable source, with the statements to drop them; slotsGone
 	// are the slots dropping the subscription dropped on the source.
@@ -286,9 +288,11 @@ func (s *session) step(name string, fn func() (string, map[string]string, error)
 			data["side"] = side
 		}
 		s.record(name, state.Failed, err.Error(), data)
+		s.addStep(name, "failed", cluster.OneLine(err.Error()), data)
 		return err
 	}
 	s.record(name, state.Done, msg, data)
+	s.addStep(name, "done", msg, data)
 	return nil
 }
 
@@ -301,5 +305,13 @@ func (s *session) close() {
 }
 
 func (s *session) runner(dryRun bool) cluster.Runner {
-	return cluster.Runner{DryRun: dryRun, Out: s.g.stdout}
+	r := cluster.Runner{DryRun: dryRun, Out: s.g.stdout}
+	if s.out != nil {
+		r.Record = func(st cluster.Statement) {
+			s.out.mu.Lock()
+			defer s.out.mu.Unlock()
+			s.out.Statements = append(s.out.Statements, st)
+		}
+	}
+	return r
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -53,7 +54,7 @@ func (c *Conn) Major() int { return c.VersionNum / 10000 }
 func Config(ep config.Endpoint, app string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(ep.ConnString())
 	if err != nil {
-		return nil, fmt.Errorf("%s: connection settings: %s", ep.Side, oneLine(err.Error()))
+		return nil, fmt.Errorf("%s: connection settings: %s", ep.Side, OneLine(err.Error()))
 	}
 	if _, ok := ep.Conninfo["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "pgmove/" + app
@@ -146,7 +147,7 @@ func Wrap(side config.Side, action string, err error) error {
 				msg += "; " + pe.Hint
 			}
 		}
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, oneLine(msg)), Code: pe.Code, Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, OneLine(msg)), Code: pe.Code, Err: err}
 	}
 	if errors.Is(err, context.Canceled) {
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: interrupted", side, action), Err: err}
@@ -155,7 +156,7 @@ func Wrap(side config.Side, action string, err error) error {
 	if errors.As(err, &already) && already.Side == side {
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, strings.TrimPrefix(already.Msg, string(side)+": ")), Code: already.Code, Err: err}
 	}
-	return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, oneLine(err.Error())), Err: err}
+	return &Error{Side: side, Msg: fmt.Sprintf("%s: %s: %s", side, action, OneLine(err.Error())), Err: err}
 }
 
 // Error is an error from one side, already worded for the user.
@@ -163,7 +164,29 @@ type Error struct {
 	Side config.Side
 	Msg  string
 	Code string // SQLSTATE, when the server sent one
-	Err  error
+	// Problem is, for a failed connection, why in a few words ("login
+	// failed", "no such database", "unreachable": no server answered).
+	Problem string
+	Err     error
+}
+
+// Problems of a failed connection (Error.Problem). Only Unreachable means
+// that no server answered.
+const (
+	Unreachable   = "unreachable"
+	LoginFailed   = "login failed"
+	NoDatabase    = "no such database"
+	ConnectFailed = "connection failed"
+)
+
+// ConnectProblem returns the Problem of a failed connection in err's chain,
+// or "" when err is not one.
+func ConnectProblem(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Problem
+	}
+	return ""
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -191,49 +214,52 @@ func SQLState(err error) string {
 func ExplainConnect(ep config.Endpoint, user string, err error) error {
 	side := ep.Side
 	where := net.JoinHostPort(orLocal(ep.Host()), ep.Port())
-	key := map[config.Side]string{config.Source: "src", config.Target: "dst"}[side]
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		var msg string
+		problem := ConnectFailed
 		switch pe.Code {
 		case pgerrcode.InvalidPassword:
+			problem = LoginFailed
 			msg = fmt.Sprintf("password authentication failed for user %q at %s; put the right password in ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
 				user, where, orLocal(ep.Host()), ep.Port(), ep.DB, user)
 		case pgerrcode.InvalidAuthorizationSpecification:
+			problem = LoginFailed
 			msg = fmt.Sprintf("the server at %s refused user %q (%s); check that the role exists and can log in, and that pg_hba.conf has a line for it from this host, e.g. host %s %s <this-host-ip>/32 scram-sha-256, then reload",
-				where, user, oneLine(pe.Message), ep.DB, user)
+				where, user, OneLine(pe.Message), ep.DB, user)
 		case pgerrcode.InvalidCatalogName:
-			msg = fmt.Sprintf("database %q does not exist at %s; create it or set %s_db to an existing database", ep.DB, where, key)
+			problem = NoDatabase
+			msg = fmt.Sprintf("database %q does not exist at %s; create it, or set %s to an existing database", ep.DB, where, ep.DBKey())
 		case pgerrcode.TooManyConnections:
-			msg = fmt.Sprintf("the server at %s has no free connection slot (%s); raise max_connections or close idle sessions", where, oneLine(pe.Message))
+			msg = fmt.Sprintf("the server at %s has no free connection slot (%s); raise max_connections or close idle sessions", where, OneLine(pe.Message))
 		case pgerrcode.CannotConnectNow:
 			msg = fmt.Sprintf("the server at %s is starting up or shutting down; retry when it accepts connections", where)
 		default:
-			msg = fmt.Sprintf("cannot connect to %s: %s", where, oneLine(pe.Message))
+			msg = fmt.Sprintf("cannot connect to %s: %s", where, OneLine(pe.Message))
 		}
-		return &Error{Side: side, Msg: string(side) + ": " + msg, Code: pe.Code, Err: err}
+		return &Error{Side: side, Msg: string(side) + ": " + msg, Code: pe.Code, Problem: problem, Err: err}
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot resolve host %q; check %s_ip or the host in the connection URL", side, ep.Host(), key), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot resolve host %q; check %s", side, ep.Host(), ep.HostKey()), Problem: Unreachable, Err: err}
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot reach %s (%s); check %s_ip/%s_port and that PostgreSQL is running and listening there (listen_addresses, firewall)", side, where, dialReason(opErr), key, key), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot reach %s (%s); check %s and that PostgreSQL is running and listening there (listen_addresses, firewall)", side, where, dialReason(opErr), ep.AddressKey()), Problem: Unreachable, Err: err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: no answer from %s within the connect timeout; check %s_ip/%s_port and firewalls", side, where, key, key), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: no answer from %s within the connect timeout; check %s and firewalls", side, where, ep.AddressKey()), Problem: Unreachable, Err: err}
 	}
 	if errors.Is(err, context.Canceled) {
-		return &Error{Side: side, Msg: fmt.Sprintf("%s: connect to %s: interrupted", side, where), Err: err}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: connect to %s: interrupted", side, where), Problem: ConnectFailed, Err: err}
 	}
-	s := oneLine(err.Error())
+	s := OneLine(err.Error())
 	if strings.Contains(s, "password") {
 		// pgx: the server asked for a password and none was found.
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: the server at %s asks a password for user %q and none was found; add it to ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
-			side, where, user, orLocal(ep.Host()), ep.Port(), ep.DB, user), Err: err}
+			side, where, user, orLocal(ep.Host()), ep.Port(), ep.DB, user), Problem: LoginFailed, Err: err}
 	}
-	return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot connect to %s: %s", side, where, s), Err: err}
+	return &Error{Side: side, Msg: fmt.Sprintf("%s: cannot connect to %s: %s", side, where, s), Problem: ConnectFailed, Err: err}
 }
 
 func dialReason(e *net.OpError) string {
@@ -251,10 +277,10 @@ func orLocal(h string) string {
 	return h
 }
 
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n\t", " ")
-	s = strings.ReplaceAll(s, "\n", " ")
-	return strings.TrimSpace(s)
+// OneLine puts a message on one line: newlines and runs of blanks become
+// one blank (a server's multi-line message, a statement for the log).
+func OneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // Runner executes the statements a step decides on, or only prints them
@@ -262,6 +288,17 @@ func oneLine(s string) string {
 type Runner struct {
 	DryRun bool
 	Out    io.Writer // where dry-run statements are printed
+	// Record, when set, gets every statement run (or, under DryRun, that
+	// would run) instead of its dry-run text on Out: --json reports them.
+	Record func(Statement)
+}
+
+// Statement is one statement a step runs, as shown to the user (secrets
+// masked).
+type Statement struct {
+	Side string `json:"side"`
+	What string `json:"what"`
+	SQL  string `json:"sql"`
 }
 
 // Exec runs (or prints) one statement on c. shown, when given, is what is
@@ -271,13 +308,46 @@ func (r Runner) Exec(ctx context.Context, c *Conn, what, sql string, shown ...st
 	if len(shown) > 0 {
 		display = shown[0]
 	}
+	if r.Record != nil {
+		r.Record(Statement{Side: string(c.Side), What: what, SQL: display})
+	}
 	if r.DryRun {
-		fmt.Fprintf(r.Out, "-- %s: %s\n%s;\n", c.Side, what, display)
+		if r.Record == nil {
+			fmt.Fprintf(r.Out, "-- %s: %s\n%s;\n", c.Side, what, display)
+		}
 		return nil
 	}
-	slog.Info(string(c.Side)+": "+what, "sql", display)
+	// A publication of thousands of tables would log a line of as many
+	// names: the log shows a few; --dry-run prints the statement whole.
+	slog.Info(string(c.Side)+": "+what, "sql", AbbreviateSQL(display))
 	if _, err := c.Exec(ctx, sql); err != nil {
 		return c.Wrap(what, err)
 	}
 	return nil
+}
+
+// ListSome joins the first n names and counts the rest: "a, b, c and 7 more".
+func ListSome(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
+}
+
+// identList matches a list of more than listShown+1 identifiers, quoted and
+// maybe schema-qualified, separated by commas: a FOR TABLE or TRUNCATE list.
+var identList = regexp.MustCompile(`"(?:[^"]|"")*"(?:\."(?:[^"]|"")*")?(?:, "(?:[^"]|"")*"(?:\."(?:[^"]|"")*")?){4,}`)
+
+// identOne matches one identifier of such a list.
+var identOne = regexp.MustCompile(`"(?:[^"]|"")*"(?:\."(?:[^"]|"")*")?`)
+
+const listShown = 3
+
+// AbbreviateSQL shortens, for a log line, each list of many identifiers in
+// sql to its first few and how many more: "a", "b", "c" and 1997 more.
+// The statement itself is not changed; this is for reading only.
+func AbbreviateSQL(sql string) string {
+	return identList.ReplaceAllStringFunc(sql, func(list string) string {
+		return ListSome(identOne.FindAllString(list, -1), listShown)
+	})
 }

@@ -262,7 +262,7 @@ func (r *Report) WriteText(w io.Writer) {
 		if t.Status != "equal" {
 			tag = "FAIL"
 		}
-		line := fmt.Sprintf("[%s] table    %s  source=%d target=%d", tag, t.Name, t.Source, t.Target)
+		line := fmt.Sprintf("[%s] table    %s  source=%d target=%d", tag, catalog.Printable(t.Name), t.Source, t.Target)
 		if r.Checksum && t.Status != "missing" {
 			if t.SrcHash == t.DstHash {
 				line += "  checksum equal"
@@ -271,7 +271,7 @@ func (r *Report) WriteText(w io.Writer) {
 			}
 		}
 		if t.Note != "" {
-			line += "  (" + t.Note + ")"
+			line += "  (" + catalog.Printable(t.Note) + ")"
 		}
 		fmt.Fprintln(w, line)
 	}
@@ -280,7 +280,7 @@ func (r *Report) WriteText(w io.Writer) {
 		if s.Status == "behind" || s.Status == "missing" {
 			tag = "FAIL"
 		}
-		line := fmt.Sprintf("[%s] sequence %s  source=%s target=%s  %s", tag, s.Name, s.Source, s.Target, s.Status)
+		line := fmt.Sprintf("[%s] sequence %s  source=%s target=%s  %s", tag, catalog.Printable(s.Name), s.Source, s.Target, s.Status)
 		if s.Distance != 0 {
 			line += fmt.Sprintf(" by %d", s.Distance)
 		}

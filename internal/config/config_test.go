@@ -86,6 +86,7 @@ func TestConfigErrors(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", Overrides{}, "m.yml:1: expected a mapping"},
 		{"no source", "dst_ip: h\ndst_db: d\n", Overrides{}, "source: no connection given; pass --src"},
 		{"no target db", "src_ip: h\nsrc_db: d\ndst_ip: h2\n", Overrides{}, "target: no database named; set dst_db"},
+		{"no db in --dst", "src_ip: h\nsrc_db: d\n", Overrides{Dst: "postgres://u@h2:5432"}, "target: no database named in --dst; add /dbname to it"},
 		{"password in flag", "", Overrides{Src: "postgres://u:secret@h/db", Dst: "postgres://u@h/d"}, "source: --src holds a password"},
 		{"password in yaml url", "src_url: 'host=h dbname=d password=secret'\ndst_url: postgres://h/d\n", Overrides{}, "source: src_url holds a password"},
 		{"password in sub_conn", "src_ip: h\nsrc_db: d\ndst_ip: h\ndst_db: d\nsub_conn: host=h password=x\n", Overrides{}, "sub_conn holds a password"},

@@ -28,6 +28,44 @@ type Endpoint struct {
 	Conninfo Conninfo // as the user gave it, password-free
 	Cluster  string   // src_cls / dst_cls
 	DB       string
+	// From is what the user gave for this side, so messages name it in
+	// their words: the flag ("--src") or config key ("src_url") of a URL,
+	// or empty when the seed's parts (src_ip, src_port, src_db) made it.
+	From string
+}
+
+// key is the seed's prefix of this side's config keys.
+func (e Endpoint) key() string {
+	if e.Side == Target {
+		return "dst"
+	}
+	return "src"
+}
+
+// AddressKey names, for a message, what sets this side's host and port:
+// "the host and port in --src", or "src_ip/src_port".
+func (e Endpoint) AddressKey() string {
+	if e.From != "" {
+		return "the host and port in " + e.From
+	}
+	return e.key() + "_ip/" + e.key() + "_port"
+}
+
+// HostKey names what sets this side's host: "the host in --src", or "src_ip".
+func (e Endpoint) HostKey() string {
+	if e.From != "" {
+		return "the host in " + e.From
+	}
+	return e.key() + "_ip"
+}
+
+// DBKey names what sets this side's database: "the database name in --src"
+// (the URL's path), or "src_db".
+func (e Endpoint) DBKey() string {
+	if e.From != "" {
+		return "the database name in " + e.From
+	}
+	return e.key() + "_db"
 }
 
 // ConnString is the password-free libpq connection string.
@@ -66,6 +104,7 @@ type Migration struct {
 	Src, Dst    Endpoint
 	ReplUser    string   // role the subscription connects as
 	SubConn     Conninfo // the target server's connection to the source, password-free
+	SubConnSet  bool     // SubConn is the config's sub_conn, not made from the source's endpoint
 	PubName     string
 	SubName     string
 	SlotName    string
@@ -118,7 +157,7 @@ func Resolve(f *File, o Overrides) (*Migration, error) {
 		if _, ok := ci["password"]; ok {
 			return nil, fmt.Errorf("config: sub_conn holds a password; remove it and put the password in the ~/.pgpass of the user running pgmove (pgmove passes it to the target) or of the target server's OS user")
 		}
-		m.SubConn = ci
+		m.SubConn, m.SubConnSet = ci, true
 		if m.ReplUser == "" {
 			m.ReplUser = ci["user"]
 		}
@@ -214,7 +253,7 @@ func endpoint(side Side, flagVal, flagName, url, urlKey, ip, ipKey string, port 
 		if _, ok := ci["password"]; ok {
 			return e, fmt.Errorf("%s: %s holds a password; remove it and put the password in ~/.pgpass (or PGPASSFILE, PGPASSWORD, a service file)", side, from)
 		}
-		e.Conninfo = ci
+		e.Conninfo, e.From = ci, from
 	} else {
 		if ip == "" {
 			return e, fmt.Errorf("%s: no connection given; pass %s postgres://user@host:port/db or set %s and %s in migration.yml", side, flagName, ipKey, dbKey)
@@ -235,6 +274,10 @@ func endpoint(side Side, flagVal, flagName, url, urlKey, ip, ipKey string, port 
 	}
 	e.DB = e.Conninfo["dbname"]
 	if e.DB == "" {
+		if e.From != "" {
+			// A URL without a database: name what the user gave.
+			return e, fmt.Errorf("%s: no database named in %s; add /dbname to it (postgres://user@host:port/dbname)", side, e.From)
+		}
 		return e, fmt.Errorf("%s: no database named; set %s in migration.yml or add /dbname to %s", side, dbKey, flagName)
 	}
 	e.Cluster = cls

@@ -48,7 +48,7 @@ type Options struct {
 }
 
 // DefaultSplitLarger is --split-larger-than's default: up to it a table is
-// loaded by one stream with COPY FREEZE; above it by --jobs sessions, whose
+// loaded by one stream (with COPY FREEZE from freezeFrom); above it by --jobs sessions, whose
 // faster load outweighs the slower index builds of rows that are neither
 // frozen nor in order. Measured on two cores (pgbench scale 100, four bench
 // runs in ABBA order): 12.5-12.9 s with 1 GB against 14.3-14.4 s with 4 GB.
@@ -253,6 +253,11 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 			// I/O differs between the clusters): text is the portable one.
 			slog.Info(fmt.Sprintf("copy %s: binary COPY failed (%v); retrying in text format", j.t.Name, err))
 			binary = false
+		case statementRefused(err):
+			// The statement itself is refused (a syntax error, an
+			// undefined column, a missing privilege): the same statement
+			// fails the same way again, so retrying only delays the error.
+			return err
 		case cluster.SessionEnded(err):
 			// The error's own advice ("rerun when it is back") is for a
 			// step that stops; the copy retries by itself.
@@ -262,6 +267,13 @@ func (w *worker) run(ctx context.Context, j job, o Options) error {
 		}
 	}
 	return lastErr
+}
+
+// statementRefused reports an error of SQLSTATE class 42 (syntax error or
+// access rule violation) once binary format is out of the question: the
+// COPY statement or its table is wrong, and no retry mends it.
+func statementRefused(err error) bool {
+	return strings.HasPrefix(cluster.SQLState(err), "42")
 }
 
 // freezeRefused reports an error of TRUNCATE or COPY FREEZE itself:

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,7 +122,7 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 			res.Resumed = fmt.Sprintf("an earlier copy into slot %q was interrupted and its snapshot is gone: restarting from a new slot", spec.Slot)
 			say("copy: %s", res.Resumed)
 			if len(emptied) > 0 {
-				say("target: emptied the %d table(s) the interrupted copy had loaded (the copy ledger proves every row): %s", len(emptied), strings.Join(firstN(emptied, 5), ", "))
+				say("target: emptied the %d table(s) the interrupted copy had loaded (the copy ledger proves every row): %s", len(emptied), cluster.ListSome(emptied, 5))
 			}
 			if slot.Exists {
 				if _, err := replication.DropSlot(ctx, o.Runner, src, spec.Slot); err != nil {
@@ -134,7 +133,7 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 		if full, err := schema.TablesWithRows(ctx, dst); err != nil {
 			return nil, err
 		} else if len(full) > 0 {
-			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); the copy loads into empty tables: empty them, or point dst at an empty database", len(full), strings.Join(firstN(full, 3), ", "))
+			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); the copy loads into empty tables: empty them, or point dst at an empty database", len(full), cluster.ListSome(full, 3))
 		}
 		if err := copyData(ctx, m, src, dst, spec.Slot, published, leaves, ssnap, dsnap, o, res, say); err != nil {
 			return nil, err
@@ -317,11 +316,4 @@ func RestoreRest(ctx context.Context, m *config.Migration, src, dst *cluster.Con
 		fmt.Fprintf(o.Out, "schema: %d more object(s) restored (foreign keys, triggers, policies...)\n", res.Restored)
 	}
 	return nil
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) <= n {
-		return s
-	}
-	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
 }

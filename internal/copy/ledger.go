@@ -119,7 +119,7 @@ type ForeignRowsError struct {
 
 func (e *ForeignRowsError) Error() string {
 	return fmt.Sprintf("target: %s; pgmove empties only tables it loaded itself in this migration: empty them yourself if those rows can go, or point --dst at an empty database",
-		strings.Join(firstN(e.Tables, 5), ", "))
+		cluster.ListSome(e.Tables, 5))
 }
 
 func foreignRows(d *catalog.Table, n, total int64) string {

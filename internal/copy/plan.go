@@ -172,6 +172,19 @@ func Plan(ctx context.Context, src, dst *cluster.Conn, ssnap, dsnap *catalog.Sna
 		if slices.Contains(trim, true) {
 			ct.Trim = trim
 		}
+		if len(ct.Columns) == 0 {
+			// Without a column list the target's COPY fills every column
+			// it does not generate: there must be none, as on the source.
+			var extra []string
+			for _, c := range dcols[targets[ct].OID] {
+				if !c.generated {
+					extra = append(extra, catalog.QuoteName(c.name))
+				}
+			}
+			if len(extra) > 0 {
+				return nil, fmt.Errorf("target: %s has no column to copy on the source but column(s) %s on the target (schema drift); make the schemas agree", ct.Name, strings.Join(extra, ", "))
+			}
+		}
 		ct.plan(src, splitLarger, parts)
 	}
 	sort.SliceStable(plan, func(i, j int) bool { return plan[i].Bytes > plan[j].Bytes })
@@ -237,11 +250,24 @@ func (t *Table) copyOut(c Chunk, binary bool) string {
 	if binary {
 		format = "binary"
 	}
-	cols := strings.Join(t.Columns, ", ")
 	if c.Where == "" {
-		return fmt.Sprintf("COPY %s (%s) TO STDOUT (FORMAT %s)", t.Src.Ident(), cols, format)
+		return fmt.Sprintf("COPY %s%s TO STDOUT (FORMAT %s)", t.Src.Ident(), t.columnList(), format)
 	}
-	return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT (FORMAT %s)", cols, t.Src.Ident(), c.Where, format)
+	// A select list may be empty ("SELECT FROM t" has a row of no column
+	// per row of t), so a table without copyable columns reads its ranges too.
+	return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT (FORMAT %s)", strings.Join(t.Columns, ", "), t.Src.Ident(), c.Where, format)
+}
+
+// columnList is the column list of the table's COPY statements: " (a, b)",
+// or nothing for a table without a column to copy (no column at all, or
+// only generated ones), where "COPY t ()" is a syntax error. COPY without
+// a list then means the same columns: every one but the generated ones,
+// none here (Plan made sure the target has no other column to fill).
+func (t *Table) columnList() string {
+	if len(t.Columns) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(t.Columns, ", ") + ")"
 }
 
 // copyIn is the target side's COPY statement.
@@ -253,5 +279,5 @@ func (t *Table) copyIn(binary, freeze bool) string {
 	if freeze {
 		opts += ", FREEZE"
 	}
-	return fmt.Sprintf("COPY %s (%s) FROM STDIN (%s)", t.Target.Ident(), strings.Join(t.Columns, ", "), opts)
+	return fmt.Sprintf("COPY %s%s FROM STDIN (%s)", t.Target.Ident(), t.columnList(), opts)
 }

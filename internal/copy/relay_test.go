@@ -461,3 +461,80 @@ func TestCopyInEarlyError(t *testing.T) {
 		splitRows(t, m[1:])
 	}
 }
+
+// TestCopyOutZeroColumns relays the rows of a table without a column to
+// copy (CREATE TABLE t (), or only generated columns): in binary each
+// tuple is a field count of 0 and nothing else, in text an empty line.
+// Enough of them fill several frames; none may be lost or merged.
+func TestCopyOutZeroColumns(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	const n = 200000 // 400 kB of binary tuples, 200 kB of text rows: several frames each
+	zero := []byte{0, 0}
+	for _, binaryFormat := range []bool{true, false} {
+		var stream []byte
+		for i := range n {
+			body := []byte("\n")
+			if binaryFormat {
+				body = zero
+				if i == 0 {
+					body = append(bytes.Clone(binaryHeader), zero...)
+				}
+			}
+			stream = append(stream, msg('d', body)...)
+		}
+		if binaryFormat {
+			stream = append(stream, msg('d', binaryTrailer)...)
+		}
+		stream = append(stream, msg('c', nil)...)
+		stream = append(stream, done("COPY 200000", 'T')...)
+		for _, trim := range [][]bool{nil, {}} {
+			frames, read, tag, err := relay(t, r, stream, binaryFormat, trim)
+			if err != nil || tag.RowsAffected() != n {
+				t.Fatalf("binary %t, trim %v: tag %q, error %v", binaryFormat, trim, tag, err)
+			}
+			rowSize := 1
+			if binaryFormat {
+				rowSize = 2
+			}
+			if read != int64(n*rowSize) {
+				t.Fatalf("binary %t: %d bytes read, want %d", binaryFormat, read, n*rowSize)
+			}
+			if len(frames) < 2 {
+				t.Fatalf("binary %t: %d frame(s), want several", binaryFormat, len(frames))
+			}
+			rows := 0
+			for _, f := range frames {
+				if binaryFormat {
+					for _, row := range splitRows(t, f) {
+						if !bytes.Equal(row, zero) {
+							t.Fatalf("binary: relayed row %x, want a tuple of 0 fields", row)
+						}
+						rows++
+					}
+					continue
+				}
+				if !bytes.Equal(f, bytes.Repeat([]byte("\n"), len(f))) {
+					t.Fatalf("text: a frame of something else than empty rows")
+				}
+				rows += len(f)
+			}
+			if rows != n {
+				t.Fatalf("binary %t: relayed %d rows, want %d", binaryFormat, rows, n)
+			}
+		}
+	}
+}
+
+// TestTrimZeroColumns: the trimmers take a zero-field row as it is, and
+// refuse a row with fields where the table has none.
+func TestTrimZeroColumns(t *testing.T) {
+	if f, err := trimBlanks(nil, []byte{0, 0}, []bool{}); err != nil || !bytes.Equal(f, []byte{0, 0}) {
+		t.Fatalf("binary: %x, %v", f, err)
+	}
+	if _, err := trimBlanks(nil, fieldsRow([]byte("x")), []bool{}); err == nil {
+		t.Fatal("binary: a row of 1 field passed as one of 0")
+	}
+	if f, err := trimBlanksText(nil, []byte("\n"), []bool{}); err != nil || string(f) != "\n" {
+		t.Fatalf("text: %q, %v", f, err)
+	}
+}

@@ -18,7 +18,11 @@ import (
 func ReplicationEndpoint(m *config.Migration) config.Endpoint {
 	ci := m.SubConn.Clone()
 	delete(ci, "options")
-	return config.Endpoint{Side: config.Source, Conninfo: ci, Cluster: m.Src.Cluster, DB: m.Src.DB}
+	from := m.Src.From
+	if m.SubConnSet {
+		from = "sub_conn"
+	}
+	return config.Endpoint{Side: config.Source, Conninfo: ci, Cluster: m.Src.Cluster, DB: m.Src.DB, From: from}
 }
 
 // ConnectReplication opens a logical replication connection

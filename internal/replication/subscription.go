@@ -80,6 +80,7 @@ func (s SubscriptionSpec) create(ctx context.Context, r cluster.Runner, dst *clu
 // SubscriptionResult says what EnsureSubscription did.
 type SubscriptionResult struct {
 	Created, Enabled, Refreshed bool
+	NewTables                   int // published tables the refresh adds
 	OID                         uint32
 }
 
@@ -128,7 +129,7 @@ func EnsureSubscription(ctx context.Context, r cluster.Runner, dst *cluster.Conn
 		}
 	}
 	if missing > 0 {
-		res.Refreshed = true
+		res.Refreshed, res.NewTables = true, missing
 		if err := r.Exec(ctx, dst, "refresh subscription "+quoteName(s.Name), AlterSubscriptionSQL(s.Name, "REFRESH PUBLICATION WITH (copy_data = true)")); err != nil {
 			return res, err
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/pgmove/pgmove/internal/catalog"
@@ -33,6 +32,8 @@ type CopyOptions struct {
 	// Keep keeps the archive (CopyResult.Archive) for a later Reuse; the
 	// caller removes it with Archive.Remove.
 	Keep bool
+	// SQL, with DryRun, also prints the statements the restore would run.
+	SQL bool
 }
 
 // CopyResult says what copy-schema did.
@@ -57,7 +58,7 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 			return nil, err
 		}
 		if len(full) > 0 {
-			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); copy-schema will not restore over data: check the target is the right database, or pass --force to add only the missing objects", len(full), listSome(full, 3))
+			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); copy-schema will not restore over data: check the target is the right database, or pass --force to add only the missing objects", len(full), cluster.ListSome(full, 3))
 		}
 	}
 	dstChild, err := cluster.Child(m.Dst, "copy-schema")
@@ -110,6 +111,13 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		}
 		if res.Skipped > 0 {
 			fmt.Fprintf(w, "-- %d object(s) already on the target are left as they are\n", res.Skipped)
+		}
+		if o.SQL && res.Restored > 0 {
+			fmt.Fprintf(w, "-- target: the statements of that restore:\n")
+			keep := func(e Entry) bool { return !skip[e.ID] && (o.Only == nil || o.Only(e)) }
+			if err := a.WriteSQL(ctx, w, RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL}, keep); err != nil {
+				return nil, err
+			}
 		}
 		return res, nil
 	}
@@ -261,11 +269,4 @@ func TablesWithRows(ctx context.Context, c *cluster.Conn) ([]string, error) {
 		return nil, c.Wrap("look for rows in existing tables", err)
 	}
 	return full, nil
-}
-
-func listSome(names []string, n int) string {
-	if len(names) <= n {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
 }
