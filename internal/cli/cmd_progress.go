@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -55,47 +56,39 @@ on the source stopped, that is the moment to run copy-seq.`,
 
 func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 	srcErr, dstErr := s.connect(ctx, true, true)
-	if dstErr != nil {
-		return dstErr
-	}
-	if srcErr != nil {
-		fmt.Fprintln(s.g.stderr, "pgmove: "+srcErr.Error()+" (lag unknown)")
-	}
 	if o.wait {
-		if srcErr != nil {
-			return srcErr
-		}
 		maxLag, err := parseSizeFlag("--max-lag", o.maxLag)
 		if err != nil {
 			return err
 		}
-		r, err := waitCaughtUp(ctx, s, maxLag, o.timeout)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(s.g.stdout, r.Summary())
-		return nil
+		return waitProgress(ctx, s, maxLag, o.timeout, srcErr, dstErr)
 	}
-	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, SrcErr: srcErr, DstErr: dstErr}
 	if !o.watch {
-		// Two looks a second apart give rates and an ETA.
-		if _, err := sm.Sample(ctx); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
 		r, err := sm.Sample(ctx)
 		if err != nil {
 			return err
 		}
-		if o.json {
-			return r.WriteJSON(s.g.stdout)
+		// A second look a second later gives rates and an ETA, unless
+		// the first already says there is nothing to measure.
+		if r.Source.Reachable && r.Target.Reachable && (r.Subscribed() || r.Copy != nil) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+			if r, err = sm.Sample(ctx); err != nil {
+				return err
+			}
 		}
-		r.WriteText(s.g.stdout)
-		return nil
+		if o.json {
+			if err := r.WriteJSON(s.g.stdout); err != nil {
+				return err
+			}
+		} else {
+			r.WriteText(s.g.stdout)
+		}
+		return reportExit(r)
 	}
 	tty := isTerminal(s.g.stdout)
 	for {
@@ -118,6 +111,55 @@ func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 			return nil
 		case <-time.After(o.interval):
 		}
+	}
+}
+
+// reportExit is exit 3 while the report shows something that blocks a
+// switchover (a side unreachable, a problem), naming the first of them.
+func reportExit(r *progress.Report) error {
+	if !r.Blocking() {
+		return nil
+	}
+	return withCode(ExitProblems, fmt.Errorf("%s", r.Problems[0]))
+}
+
+// waitProgress is progress --wait: it returns once the migration caught up.
+// Without a subscription (and no copy running) it fails at once; while a side
+// cannot be reached it says so on stderr and retries until the timeout.
+func waitProgress(ctx context.Context, s *session, maxLag int64, timeout time.Duration, srcErr, dstErr error) error {
+	start := time.Now()
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		deadline = time.After(timeout)
+	}
+	for {
+		if srcErr == nil && dstErr == nil {
+			remaining := time.Duration(0)
+			if timeout > 0 {
+				if remaining = timeout - time.Since(start); remaining <= 0 {
+					remaining = time.Millisecond
+				}
+			}
+			r, err := waitCaughtUp(ctx, s, maxLag, remaining)
+			if err == nil {
+				fmt.Fprintln(s.g.stdout, r.Summary())
+				return nil
+			}
+			srcErr, dstErr = s.dropClosed()
+			if srcErr == nil && dstErr == nil {
+				return err
+			}
+		}
+		down := errors.Join(srcErr, dstErr)
+		fmt.Fprintf(s.g.stderr, "pgmove: progress --wait: %s; retrying until the timeout\n", oneLine(down.Error()))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return withCode(ExitProblems, fmt.Errorf("not caught up after %s: %s; lag and ETA unknown", timeout, oneLine(down.Error())))
+		case <-time.After(2 * time.Second):
+		}
+		srcErr, dstErr = s.connect(ctx, true, true)
 	}
 }
 
