@@ -230,7 +230,7 @@ func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Du
 		if r.Done(maxLag) && r.Confirmed(fence) {
 			return r, nil
 		}
-		if !r.Subscribed() && r.Copy == nil {
+		if !r.Subscribed() && (r.Copy == nil || r.Copy.Stale) {
 			// Nothing will ever catch up: fail now rather than wait.
 			return nil, withCode(ExitProblems, fmt.Errorf("%s", r.Summary()))
 		}

@@ -34,8 +34,8 @@ type Table struct {
 	// "estimate" (the target planner's reltuples).
 	Rows       *int64 `json:"rows"`
 	RowsKind   string `json:"rows_kind,omitempty"`
-	Bytes      int64  `json:"bytes"` // bytes copied so far
-	TotalBytes int64  `json:"total_bytes"`
+	Bytes      int64  `json:"bytes"`       // bytes copied so far
+	TotalBytes *int64 `json:"total_bytes"` // the table's size on the source; null while it is unreachable
 }
 
 // Side says whether pgmove reached one server, and why not.
@@ -155,6 +155,14 @@ type lsnAt struct {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
 
 // Sample takes one look.
 func (s *Sampler) Sample(ctx context.Context) (*Report, error) {
@@ -295,7 +303,9 @@ func (s *Sampler) target(ctx context.Context, r *Report) (uint32, error) {
 			return 0, s.Dst.Wrap("read table states", err)
 		}
 		t := Table{Name: catalog.QuoteName(schema) + "." + catalog.QuoteName(name), State: stateNames[state]}
-		t.TotalBytes = s.srcSizes[[2]string{schema, name}]
+		if s.Src != nil {
+			t.TotalBytes = ptr(s.srcSizes[[2]string{schema, name}])
+		}
 		switch state {
 		case "i":
 			t.Rows = ptr(int64(0))
@@ -304,7 +314,7 @@ func (s *Sampler) target(ctx context.Context, r *Report) (uint32, error) {
 				t.Bytes, t.Rows, t.RowsKind = p[0], ptr(p[1]), "copying"
 			}
 		default:
-			t.Bytes = max(t.TotalBytes, size)
+			t.Bytes = max(deref(t.TotalBytes), size)
 			switch n, ok := copied[t.Name]; {
 			case ok:
 				t.Rows, t.RowsKind = ptr(n), "copied"
@@ -363,7 +373,7 @@ func (s *Sampler) coverage(ctx context.Context, r *Report, subOID uint32) error 
 			in = in || t.Name == g.Table.String()
 		}
 		if !in {
-			r.Tables = append(r.Tables, Table{Name: g.Table.String(), State: g.State(), TotalBytes: s.srcSizes[[2]string{g.Table.Schema, g.Table.Name}]})
+			r.Tables = append(r.Tables, Table{Name: g.Table.String(), State: g.State(), TotalBytes: ptr(s.srcSizes[[2]string{g.Table.Schema, g.Table.Name}])})
 		}
 		r.Problems = append(r.Problems, g.Problem())
 	}
@@ -504,7 +514,7 @@ func (s *Sampler) copyStatus(r *Report) error {
 		if t.State == "copied" {
 			cp.TablesCopied++
 		}
-		r.Tables = append(r.Tables, Table{Name: t.Name, State: t.State, Rows: ptr(t.Rows), RowsKind: "copied", Bytes: t.Bytes, TotalBytes: t.TotalBytes})
+		r.Tables = append(r.Tables, Table{Name: t.Name, State: t.State, Rows: ptr(t.Rows), RowsKind: "copied", Bytes: t.Bytes, TotalBytes: ptr(t.TotalBytes)})
 	}
 	r.Copy = cp
 	r.CopiedBytes, r.TotalBytes = cp.Bytes, cp.TotalBytes
@@ -526,8 +536,8 @@ func (s *Sampler) copyStatus(r *Report) error {
 func (s *Sampler) derive(r *Report) {
 	if r.Copy == nil {
 		for _, t := range r.Tables {
-			r.CopiedBytes += min(t.Bytes, max(t.TotalBytes, t.Bytes))
-			r.TotalBytes += max(t.TotalBytes, t.Bytes)
+			r.CopiedBytes += min(t.Bytes, max(deref(t.TotalBytes), t.Bytes))
+			r.TotalBytes += max(deref(t.TotalBytes), t.Bytes)
 		}
 	}
 	if r.Source.Reachable && r.Target.Reachable {
@@ -626,6 +636,11 @@ func (r *Report) replicationSummary() string {
 		ready = fmt.Sprint(*r.Ready)
 	}
 	parts := []string{fmt.Sprintf("%s/%d tables ready", ready, r.Total)}
+	if !r.Source.Reachable {
+		// The selection is the source's to say: only the subscription's
+		// tables are known.
+		parts[0] = fmt.Sprintf("%s of the subscription's %d tables ready (the migration's selection is unknown)", ready, r.Total)
+	}
 	notReady := r.Ready == nil || *r.Ready < r.Total
 	if notReady && r.TotalBytes > 0 {
 		parts = append(parts, fmt.Sprintf("copied %s of %s (%.0f%%)", bytes(r.CopiedBytes), bytes(r.TotalBytes), 100*float64(r.CopiedBytes)/float64(r.TotalBytes)))
@@ -689,7 +704,11 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-40s %-14s %12s %10s %10s\n", "TABLE", "STATE", "ROWS", "COPIED", "SIZE")
 		for _, t := range tables {
-			fmt.Fprintf(w, "%-40s %-14s %12s %10s %10s\n", t.Name, t.State, t.rowsText(), bytes(t.Bytes), bytes(t.TotalBytes))
+			size := "unknown" // sizes are the source's
+			if t.TotalBytes != nil {
+				size = bytes(*t.TotalBytes)
+			}
+			fmt.Fprintf(w, "%-40s %-14s %12s %10s %10s\n", t.Name, t.State, t.rowsText(), bytes(t.Bytes), size)
 		}
 		if r.Subscribed() {
 			retained := "unknown"

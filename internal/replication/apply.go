@@ -14,6 +14,9 @@ import (
 type ApplyState struct {
 	Enabled bool
 	Workers int // apply and table-sync workers running
+	// ApplyAge is how long the main apply worker has run, in seconds; -1
+	// without one, or when the server does not show it to this role.
+	ApplyAge float64
 	// ApplyErrors and SyncErrors count the apply and table-sync workers'
 	// failures since the subscription was made; nil when the server does
 	// not count them (before PostgreSQL 15).
@@ -28,9 +31,17 @@ func (a ApplyState) Errors() int64 {
 	return *a.ApplyErrors + *a.SyncErrors
 }
 
-// Down reports an enabled subscription with no worker running: nothing
-// is applied (the worker failed and waits to restart, or cannot start).
-func (a ApplyState) Down() bool { return a.Enabled && a.Workers == 0 }
+// restartWindow: an apply worker that fails is started again after
+// wal_retrieve_retry_interval (5 s by default) and fails again on the same
+// change, so a worker younger than this after failures is one in that loop.
+const restartWindow = 15
+
+// Down reports an enabled subscription whose apply is not running: no
+// worker (it failed and waits to restart, or cannot start), or a worker
+// just restarted after counted failures.
+func (a ApplyState) Down() bool {
+	return a.Enabled && (a.Workers == 0 || (a.Errors() > 0 && a.ApplyAge >= 0 && a.ApplyAge < restartWindow))
+}
 
 // subscriptionStatsQuery reads the error counters. pg_stat_subscription_stats
 // appeared in PostgreSQL 15 with apply_error_count and sync_error_count (18
@@ -45,8 +56,10 @@ func subscriptionStatsQuery(version int) string {
 // Apply reads the subscription's apply state on the target.
 func Apply(ctx context.Context, dst *cluster.Conn, subOID uint32) (ApplyState, error) {
 	var a ApplyState
-	err := dst.QueryRow(ctx, `SELECT s.subenabled, (SELECT count(pid)::int FROM pg_catalog.pg_stat_subscription w WHERE w.subid = s.oid)
-		FROM pg_catalog.pg_subscription s WHERE s.oid = $1`, subOID).Scan(&a.Enabled, &a.Workers)
+	err := dst.QueryRow(ctx, `SELECT s.subenabled, (SELECT count(pid)::int FROM pg_catalog.pg_stat_subscription w WHERE w.subid = s.oid),
+			COALESCE((SELECT extract(epoch FROM now() - max(a.backend_start))::float8 FROM pg_catalog.pg_stat_subscription w
+			          JOIN pg_catalog.pg_stat_activity a ON a.pid = w.pid WHERE w.subid = s.oid AND w.relid IS NULL), -1)
+		FROM pg_catalog.pg_subscription s WHERE s.oid = $1`, subOID).Scan(&a.Enabled, &a.Workers, &a.ApplyAge)
 	if err != nil {
 		return a, dst.Wrap("read subscription workers", err)
 	}
