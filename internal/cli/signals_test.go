@@ -162,6 +162,9 @@ func TestSignalsApplyStopped(t *testing.T) {
 	pgtest.Exec(t, p.src, "meta", `CREATE TYPE st AS ENUM ('a', 'b');
 		CREATE TABLE items (id int PRIMARY KEY, s st, n int);
 		CREATE TABLE docs (id int PRIMARY KEY, d json);
+		CREATE TABLE events (id int NOT NULL, payload json);
+		ALTER TABLE events REPLICA IDENTITY FULL;
+		INSERT INTO events VALUES (1, '{}');
 		INSERT INTO items SELECT g, 'a', g FROM generate_series(1, 10) g;
 		INSERT INTO docs VALUES (1, '{"a": 1}')`)
 	p.must("migrate")
@@ -225,6 +228,31 @@ func TestSignalsApplyStopped(t *testing.T) {
 	p.must("progress", "--wait", "--timeout", "2m")
 	if n := pgtest.QueryValue[int64](t, p.dst, "test", "SELECT n FROM items WHERE id = 12"); n != 5000000000 {
 		t.Errorf("row 12 on the target: n = %d", n)
+	}
+
+	// REPLICA IDENTITY FULL with a json column: the first UPDATE stops the apply.
+	errs = pgtest.QueryValue[int64](t, p.dst, "test", `SELECT COALESCE(sum(apply_error_count), 0)::int8 FROM pg_stat_subscription_stats`)
+	pgtest.Exec(t, p.src, "meta", `UPDATE events SET payload = '{"x": 1}' WHERE id = 1`)
+	waitApplyErrors(t, p, errs)
+	r = p.run("progress")
+	if r.code != ExitProblems {
+		t.Errorf("progress with the apply stopped on REPLICA IDENTITY FULL: exit %d: %s", r.code, r)
+	}
+	mustContain(t, "progress", r, "the apply is down", "table public.events is REPLICA IDENTITY FULL", "payload (json) cannot be compared")
+	findings, r = p.checkFindings()
+	var down, full bool
+	for _, f := range findings {
+		down = down || (f.Code == "apply_down" && f.Severity == "error")
+		full = full || (f.Code == "replica_identity_full" && f.Object == "public.events" && f.Severity == "error")
+	}
+	if r.code != ExitProblems || !down || !full {
+		t.Errorf("check with the apply stopped on REPLICA IDENTITY FULL: %s", r)
+	}
+	pgtest.Exec(t, p.dst, "test", `ALTER TABLE events ADD PRIMARY KEY (id)`)
+	pgtest.Exec(t, p.src, "meta", `ALTER TABLE events ADD PRIMARY KEY (id)`)
+	p.must("progress", "--wait", "--timeout", "2m")
+	if s := pgtest.QueryValue[string](t, p.dst, "test", "SELECT payload::text FROM events WHERE id = 1"); s != `{"x": 1}` {
+		t.Errorf("events on the target: %s", s)
 	}
 
 	// json on the source, jsonb on the target: the apply takes it.
