@@ -29,12 +29,22 @@ func newProgressCmd(g *globals) *cobra.Command {
 		Long: `progress shows, per table, the initial copy's state (waiting, copying, copied,
 catching up, ready) with rows and bytes copied; and overall the replication
 lag in bytes and seconds, measured from the source's current WAL position,
-the throughput, an ETA and a one-line summary. Problems (a disabled
-subscription, no apply worker, apply errors, a missing slot) are named.
+the throughput, an ETA and a one-line summary. Problems are named with
+their fix: a side that cannot be reached, tables of the selection the
+publication, the subscription or the target lack, a disabled subscription,
+an apply that is down and why (schema drift that stops it, error counts,
+REPLICA IDENTITY FULL without equality), a missing slot.
+
+What pgmove cannot know is "unknown" in the text and null in --json (the
+same report): lag, ETA and readiness while a side is down. ROWS are the
+rows the snapshot copy loaded, the live COPY count, or ~ a planner estimate.
 
 --watch refreshes in place until interrupted. --wait returns once every
 table replicates and the lag is at most --max-lag (default 0): after writes
-on the source stopped, that is the moment to run copy-seq.`,
+on the source stopped, that is the moment to run copy-seq. Without a
+subscription it fails at once; with a side down it retries until --timeout.
+
+Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "progress")

@@ -35,7 +35,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Say where the migration stands and what the next step is",
-		Args:  cobra.NoArgs,
+		Long: `status reads the journal and both servers and says the migration's phase,
+whether the publication and the subscription exist ("unknown" while their
+side cannot be reached), the progress, the problems and the next step.
+
+Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "status")
 			if err != nil {
