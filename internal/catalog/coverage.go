@@ -2,7 +2,7 @@ package catalog
 
 import (
 	"context"
-	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -20,20 +20,37 @@ type Gap struct {
 	OnTarget   bool // the table exists on the target
 }
 
-// Problem says what the gap means and the commands that close it, in order:
-// create the table on the target, add it to the publication, then refresh
-// the subscription with a copy of its rows.
+// Problem is the gap in one line: the table, what it means, and the fix.
 func (g Gap) Problem() string {
-	name := g.Table.String()
+	return "table " + g.Table.String() + " " + g.Message() + "; fix: " + g.Fix()
+}
+
+// Message says what the gap means for the table's rows.
+func (g Gap) Message() string {
 	switch {
 	case !g.Published && !g.OnTarget:
-		return fmt.Sprintf("table %s is in the migration's selection but neither in the publication nor on the target: its rows are not migrated (replication carries on without it); fix: pgmove copy-schema --force (creates it on the target), pgmove create-pub (adds it to the publication), then pgmove create-sub (refreshes the subscription with a copy of its rows)", name)
+		return "is in the migration's selection but neither in the publication nor on the target: its rows are not migrated (replication carries on without it)"
 	case !g.Published:
-		return fmt.Sprintf("table %s is in the migration's selection but not in the publication: its rows are not migrated (replication carries on without it); fix: pgmove create-pub (adds it to the publication), then pgmove create-sub (refreshes the subscription with a copy of its rows)", name)
+		return "is in the migration's selection but not in the publication: its rows are not migrated (replication carries on without it)"
 	case !g.OnTarget:
-		return fmt.Sprintf("table %s is published but missing on the target: the apply stops at its first change; fix: pgmove copy-schema --force (creates it on the target), then pgmove create-sub (refreshes the subscription with a copy of its rows)", name)
+		return "is published but missing on the target: the apply stops at its first change"
 	}
-	return fmt.Sprintf("table %s is published but not in the subscription: its rows are not migrated; fix: pgmove create-sub (refreshes the subscription with a copy of its rows)", name)
+	return "is published but not in the subscription: its rows are not migrated"
+}
+
+// Fix names the commands that close the gap, in order: create the table on
+// the target, add it to the publication, then refresh the subscription with
+// a copy of its rows.
+func (g Gap) Fix() string {
+	var steps []string
+	if !g.OnTarget {
+		steps = append(steps, "pgmove copy-schema --force (creates it on the target)")
+	}
+	if !g.Published {
+		steps = append(steps, "pgmove create-pub (adds it to the publication)")
+	}
+	steps = append(steps, "pgmove create-sub (refreshes the subscription with a copy of its rows)")
+	return strings.Join(steps, ", then ")
 }
 
 // State is the gap as a table state in a progress report.

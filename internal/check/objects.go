@@ -346,8 +346,7 @@ func (c *checker) coverage(ctx context.Context) error {
 		return err
 	}
 	for _, g := range gaps {
-		msg, fix, _ := strings.Cut(g.Problem(), "; fix: ")
-		c.r.add(Error, config.Side("both"), "selection", g.Table.String(), strings.TrimPrefix(msg, "table "+g.Table.String()+" "), fix)
+		c.r.add(Error, config.Side("both"), "selection", g.Table.String(), "table "+g.Message(), g.Fix())
 	}
 	return nil
 }
