@@ -377,6 +377,9 @@ func (c *checker) apply(ctx context.Context) error {
 		}
 	}
 	msg := fmt.Sprintf("subscription %q is enabled but no worker applies (%s): nothing is applied and the lag grows", c.m.SubName, a.Describe())
+	if logged := replication.LastApplyError(ctx, c.dst); logged != "" {
+		msg += "; the target's log says: " + logged
+	}
 	fix := "fix the cause reported beside this one; the worker restarts on its own"
 	if causes == 0 {
 		fix = "the target's log names the error; or raise max_logical_replication_workers if the workers are exhausted"

@@ -158,7 +158,8 @@ func waitApplyErrors(t *testing.T, p *pair, n int64) int64 {
 // fixed the rows arrive. A difference that does not stop the apply (json on
 // the source, jsonb on the target) is a warning only.
 func TestSignalsApplyStopped(t *testing.T) {
-	p := newPair(t, 15, 17)
+	// The target logs to its collector's files, which pgmove can read.
+	p := newSignalsPair(t, 15, 17, false, map[string]string{"logging_collector": "on"})
 	pgtest.Exec(t, p.src, "meta", `CREATE TYPE st AS ENUM ('a', 'b');
 		CREATE TABLE items (id int PRIMARY KEY, s st, n int);
 		CREATE TABLE docs (id int PRIMARY KEY, d json);
@@ -177,7 +178,8 @@ func TestSignalsApplyStopped(t *testing.T) {
 	if r.code != ExitProblems {
 		t.Errorf("progress with the apply stopped on an enum: exit %d: %s", r.code, r)
 	}
-	mustContain(t, "progress", r, "type public.st", "lacks label(s) 'c'", `ALTER TYPE "public"."st" ADD VALUE 'c'`)
+	mustContain(t, "progress", r, "type public.st", "lacks label(s) 'c'", `ALTER TYPE "public"."st" ADD VALUE 'c'`,
+		`the target's log says: invalid input value for enum public.st: "c"`)
 	pj, r := p.progressJSON()
 	if r.code != ExitProblems || pj.ApplyErrors == nil || *pj.ApplyErrors == 0 || pj.CaughtUp == nil || *pj.CaughtUp {
 		t.Errorf("progress --json: %s", r)
@@ -275,16 +277,17 @@ func TestSignalsApplyStopped(t *testing.T) {
 	}
 }
 
-// newKeptPair is newPair with servers that survive Stop, so a test can
-// stop a side and start it again.
-func newKeptPair(t *testing.T, srcMajor, dstMajor int) *pair {
+// newSignalsPair is newPair with servers that survive Stop when keep is
+// set (so a test can stop a side and start it again), and settings for the
+// target.
+func newSignalsPair(t *testing.T, srcMajor, dstMajor int, keep bool, dstSettings map[string]string) *pair {
 	t.Helper()
 	p := &pair{t: t}
-	keep := func(o *pgserver.Options) { o.Keep = true }
-	p.src = pgtest.Start(t, srcMajor, keep)
-	t.Cleanup(func() { p.src.Remove() })
-	p.dst = pgtest.Start(t, dstMajor, keep)
-	t.Cleanup(func() { p.dst.Remove() })
+	p.src = pgtest.Start(t, srcMajor, func(o *pgserver.Options) { o.Keep = keep })
+	p.dst = pgtest.Start(t, dstMajor, func(o *pgserver.Options) { o.Keep, o.Settings = keep, dstSettings })
+	if keep {
+		t.Cleanup(func() { p.src.Remove(); p.dst.Remove() })
+	}
 	pgtest.CreateDB(t, p.src, "meta")
 	pgtest.CreateDB(t, p.dst, "test")
 	pgtest.Exec(t, p.src, "meta", fmt.Sprintf("CREATE ROLE replicator LOGIN REPLICATION BYPASSRLS PASSWORD '%s'", pgtest.Password()))
@@ -301,7 +304,7 @@ func newKeptPair(t *testing.T, srcMajor, dstMajor int) *pair {
 // say ready, lag 0 or ETA 0; progress --wait retries until its timeout and
 // says so. Without a subscription progress and progress --wait fail at once.
 func TestSignalsSideDown(t *testing.T) {
-	p := newKeptPair(t, 15, 17)
+	p := newSignalsPair(t, 15, 17, true, nil)
 	pgtest.Exec(t, p.src, "meta", `CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)`)
 	p.must("migrate")
 	p.must("progress")

@@ -397,12 +397,16 @@ func (s *Sampler) whyDown(ctx context.Context, r *Report) error {
 		msg += fmt.Sprintf("; %d apply and %d table-sync failure(s) counted", *r.ApplyErrors, *r.SyncErrors)
 	}
 	msg += "): nothing is applied and the lag grows"
+	logged := replication.LastApplyError(ctx, s.Dst)
+	if logged != "" {
+		msg += "; the target's log says: " + logged
+	}
 	switch {
 	case len(s.stalls) > 0:
 		msg += "; cause: " + s.stalls[0]
 	case len(causes) > 0:
 		msg += "; cause: " + causes[0]
-	default:
+	case logged == "":
 		msg += "; no cause pgmove can see (no schema drift that stops it): the target's log names the error (or max_logical_replication_workers is exhausted)"
 	}
 	r.Problems = append([]string{msg}, r.Problems...)

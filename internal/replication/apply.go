@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -84,4 +85,46 @@ func (a ApplyState) Describe() string {
 		s += fmt.Sprintf(", %d apply and %d table-sync failure(s) counted", *a.ApplyErrors, *a.SyncErrors)
 	}
 	return s
+}
+
+// logTail is how much of the target's current log LastApplyError reads.
+const logTail = 256 << 10
+
+// LastApplyError returns the last error of a logical replication worker in
+// the target's current log, or "" when it cannot be read: the server logs
+// elsewhere than its logging collector's files (pg_current_logfile() is
+// null), or the role may not read server files (superuser or
+// pg_read_server_files). Optional by design: nothing depends on it.
+func LastApplyError(ctx context.Context, dst *cluster.Conn) string {
+	var text *string
+	err := dst.QueryRow(ctx, `SELECT pg_catalog.pg_read_file(f, GREATEST((pg_catalog.pg_stat_file(f)).size - $1, 0), $1)
+		FROM pg_catalog.pg_current_logfile() AS f WHERE f IS NOT NULL`, int64(logTail)).Scan(&text)
+	if err != nil || text == nil {
+		return ""
+	}
+	return lastWorkerError(*text)
+}
+
+// lastWorkerError finds, in log text, the last ERROR of an apply or
+// table-sync worker: one whose CONTEXT says it was processing remote data,
+// or whose message is about logical replication.
+func lastWorkerError(log string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		_, msg, ok := strings.Cut(lines[i], "ERROR:  ")
+		if !ok {
+			continue
+		}
+		worker := strings.Contains(msg, "logical replication")
+		for j := i + 1; j < len(lines) && j <= i+2 && !worker; j++ {
+			worker = strings.Contains(lines[j], "CONTEXT:  processing remote data")
+		}
+		if worker {
+			if len(msg) > 300 {
+				msg = msg[:297] + "..."
+			}
+			return strings.TrimSpace(msg)
+		}
+	}
+	return ""
 }
