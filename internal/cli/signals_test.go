@@ -129,6 +129,16 @@ func TestSignalsTableCreatedMidMigration(t *testing.T) {
 	if r.code != 0 || pj.Ready == nil || *pj.Ready != 2 || pj.Total != 2 || pj.CaughtUp == nil || !*pj.CaughtUp {
 		t.Errorf("progress --json after the fix: %s", r)
 	}
+	// Rows: the snapshot copy's count for orders; for late, synced by
+	// PostgreSQL, an estimate or unknown, never 0.
+	for _, tb := range pj.Tables {
+		switch {
+		case tb.Table == "public.orders" && (tb.Rows == nil || *tb.Rows != 50):
+			t.Errorf("rows of orders: %v", tb.Rows)
+		case tb.Table == "public.late" && tb.Rows != nil && *tb.Rows != 101:
+			t.Errorf("rows of late: %d, want 101 or unknown", *tb.Rows)
+		}
+	}
 	if _, r := p.checkFindings(); r.code != 0 {
 		t.Errorf("check after the fix: %s", r)
 	}
