@@ -337,6 +337,11 @@ func TestSignalsSideDown(t *testing.T) {
 				t.Errorf("progress: exit %d: %s", r.code, r)
 			}
 			mustContain(t, "progress", r, down.side+"     unreachable: ", "ETA unknown")
+			if down.side == "target" {
+				// The copy's status file holds the last figures pgmove saw.
+				mustContain(t, "progress", r, "last known, from the snapshot copy's status at ", "public.t ")
+			}
+			t.Logf("progress with the %s down:\n%s", down.side, r.stdout)
 			if strings.Contains(r.stdout, "tables ready, lag 0") || strings.Contains(r.stdout, "1/1 tables ready") || strings.Contains(r.stdout, "ETA 0") ||
 				strings.Contains(r.stdout, "max_logical_replication_workers") {
 				t.Errorf("progress with the %s down: %s", down.side, r)

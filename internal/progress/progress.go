@@ -685,7 +685,11 @@ func (r *Report) copySummary() string {
 			parts = append(parts, "now: "+strings.Join(c.IndexesActive, ", "))
 		}
 	case "done":
-		parts = append(parts, "snapshot copy and indexes done; the subscription is being created")
+		if r.Target.Reachable {
+			parts = append(parts, "snapshot copy and indexes done; the subscription is being created")
+		} else { // last known figures: what came after is the target's to say
+			parts = append(parts, "snapshot copy and indexes done")
+		}
 	default:
 		parts = append(parts, "snapshot copy "+c.Phase+": rerun pgmove migrate to start it again from a new slot")
 	}
