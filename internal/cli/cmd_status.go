@@ -113,6 +113,7 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 		st.Next = "make the " + down + " reachable again, then pgmove status"
 	case done("cleanup") && !sub && !pub:
 		st.Phase, st.Next = "finished", "nothing: the migration is cleaned up"
+		st.Problems = withoutNoSubscription(st.Problems, rep)
 	case done("copy-seq") && sub:
 		st.Phase = "switch"
 		st.Next = "verify with pgmove compare --checksum, switch traffic to the target" + trafficHint(s) + ", then pgmove cleanup"
@@ -170,12 +171,9 @@ func statusExit(st Status) error {
 }
 
 // withoutNoSubscription drops the progress report's "no subscription"
-// problem before the migration made one: then it is the next step, not a
-// fault.
+// problem before the migration made one (then it is the next step, not a
+// fault) and after cleanup dropped it.
 func withoutNoSubscription(problems []string, rep *progress.Report) []string {
-	if rep.Copy != nil {
-		return problems
-	}
 	var out []string
 	for _, p := range problems {
 		if !strings.HasPrefix(p, fmt.Sprintf("subscription %q does not exist", rep.Subscription)) {

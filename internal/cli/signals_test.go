@@ -377,6 +377,9 @@ func TestSignalsSideDown(t *testing.T) {
 
 	// Without a subscription: at once, even with --wait and no timeout.
 	p.must("cleanup")
+	if r := p.must("status"); !strings.Contains(r.stdout, "phase      finished") || strings.Contains(r.stdout, "PROBLEM") {
+		t.Errorf("status after cleanup: %s", r)
+	}
 	r := p.run("progress")
 	if r.code != ExitProblems || !strings.Contains(r.stdout, "does not exist") {
 		t.Errorf("progress without a subscription: %s", r)
