@@ -168,8 +168,9 @@ func waitApplyErrors(t *testing.T, p *pair, n int64) int64 {
 // fixed the rows arrive. A difference that does not stop the apply (json on
 // the source, jsonb on the target) is a warning only.
 func TestSignalsApplyStopped(t *testing.T) {
-	// The target logs to its collector's files, which pgmove can read.
-	p := newSignalsPair(t, 15, 17, false, map[string]string{"logging_collector": "on"})
+	// The target logs to its collector's files, which pgmove can read, and
+	// restarts a failed apply worker after 1 s instead of 5 s.
+	p := newSignalsPair(t, 15, 17, false, map[string]string{"logging_collector": "on", "wal_retrieve_retry_interval": "1s"})
 	pgtest.Exec(t, p.src, "meta", `CREATE TYPE st AS ENUM ('a', 'b');
 		CREATE TABLE items (id int PRIMARY KEY, s st, n int);
 		CREATE TABLE docs (id int PRIMARY KEY, d json);
