@@ -145,7 +145,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcEr
 	}
 	for _, step := range []func(context.Context) error{
 		c.readPhase, c.versions, c.sourceSettings, c.targetSettings, c.sourceTables, c.privileges, c.replicationConnection,
-		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift,
+		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift, c.coverage, c.apply,
 	} {
 		if err := step(ctx); err != nil {
 			side := config.Source

@@ -262,3 +262,28 @@ func PrettyBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// FullWithoutEquality names the tables among published that are REPLICA
+// IDENTITY FULL without a primary key and have a column the apply cannot
+// compare: a replicated UPDATE or DELETE there stops the subscription. Each
+// entry is one line with the fix, for a report that explains a stalled apply.
+func FullWithoutEquality(ctx context.Context, src *cluster.Conn, snap *catalog.Snapshot, published []*catalog.Table) ([]string, error) {
+	var full []*catalog.Table
+	for _, t := range published {
+		if t.ReplIdent == 'f' && !t.HasPK {
+			full = append(full, t)
+		}
+	}
+	noEq, err := noEquality(ctx, src, full)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range full {
+		if cols := noEq[t.OID]; len(cols) > 0 {
+			out = append(out, fmt.Sprintf("table %s is REPLICA IDENTITY FULL and %s cannot be compared: a replicated UPDATE or DELETE on it stops the apply (\"could not identify an equality operator\"); fix: give it a primary key, or a unique index over NOT NULL columns and ALTER TABLE %s REPLICA IDENTITY USING INDEX ...",
+				t.String(), strings.Join(cols, ", "), t.Ident()))
+		}
+	}
+	return out, nil
+}

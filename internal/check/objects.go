@@ -295,8 +295,12 @@ func (c *checker) targetTables(ctx context.Context) error {
 }
 
 // drift compares the schemas once the target has the migrated tables: DDL
-// run on the source since is not replicated, and a table or column the
-// target lacks (or has in another form) stops the apply.
+// run on the source since is not replicated. A difference that stops the
+// apply (a column the target lacks, a type that refuses the source's
+// values, an enum without the source's labels) blocks; the others (json on
+// the source, jsonb on the target) are warnings to settle before the switch.
+// Tables the target lacks are coverage's to report, for those the migration
+// selects, and of no concern otherwise.
 func (c *checker) drift(ctx context.Context) error {
 	if c.src == nil || c.dst == nil || c.snap == nil {
 		return nil
@@ -318,28 +322,23 @@ func (c *checker) drift(ctx context.Context) error {
 	}
 	pending, pendingTables := 0, map[string]bool{}
 	for _, d := range ds {
-		if d.Warning {
+		if d.Warning || (d.Kind == "table" && d.Target == "") {
 			continue
 		}
-		if c.phase.beforeHandoff(c.o.Native) {
+		if c.phase.beforeHandoff(c.o.Native) && postData(d) {
 			// What create-sub builds next is not a fault: summarised
 			// once below.
-			if postData(d) {
-				pending++
-				if d.Table != "" {
-					pendingTables[d.Table] = true
-				} else {
-					pendingTables[d.Object] = true
-				}
-				continue
+			pending++
+			if d.Table != "" {
+				pendingTables[d.Table] = true
+			} else {
+				pendingTables[d.Object] = true
 			}
-			if d.Kind == "table" && d.Target == "" {
-				continue // copy-schema creates it: targetTables says so
-			}
+			continue
 		}
-		sev, msg := Warning, "schema drift: "+describeDiff(d)+"; fix it on the target before the switch"
-		if d.Kind == "table" || d.Kind == "column" {
-			sev, msg = Error, "schema drift: "+describeDiff(d)+"; replication stops on it until the target matches"
+		sev, msg := Warning, "schema drift: "+describeDiff(d)+"; replication carries on, but fix it on the target before the switch"
+		if d.Stops != "" {
+			sev, msg = Error, "schema drift: "+describeDiff(d)+"; "+d.Stops
 		}
 		fix := d.Fix
 		if fix == "" {
@@ -350,6 +349,65 @@ func (c *checker) drift(ctx context.Context) error {
 	if pending > 0 {
 		c.r.add(Info, config.Target, "post_data", "", pendingSummary(pending, pendingTables), "")
 	}
+	return nil
+}
+
+// coverage: once the subscription exists, every table of the selection
+// must be in the publication, in the subscription and on the target, or
+// its rows are not migrated (a table created on the source since the
+// publication was made, typically).
+func (c *checker) coverage(ctx context.Context) error {
+	if c.src == nil || c.dst == nil || c.snap == nil {
+		return nil
+	}
+	sub, err := replication.Find(ctx, c.dst, c.m.SubName)
+	if err != nil || sub == nil {
+		return err
+	}
+	gaps, err := catalog.Coverage(ctx, c.src, c.dst, c.r.Published, c.m.PubName, sub.OID)
+	if err != nil {
+		return err
+	}
+	for _, g := range gaps {
+		c.r.add(Error, config.Side("both"), "selection", g.Table.String(), "table "+g.Message(), g.Fix())
+	}
+	return nil
+}
+
+// apply: an enabled subscription with no worker applying is down; the
+// findings that can explain it are raised to blocking.
+func (c *checker) apply(ctx context.Context) error {
+	if c.dst == nil {
+		return nil
+	}
+	sub, err := replication.Find(ctx, c.dst, c.m.SubName)
+	if err != nil || sub == nil {
+		return err
+	}
+	a, err := replication.Apply(ctx, c.dst, sub.OID)
+	if err != nil || !a.Down() {
+		return err
+	}
+	causes := 0
+	for i := range c.r.Findings {
+		f := &c.r.Findings[i]
+		switch {
+		case f.Code == "replica_identity_full":
+			f.Severity, f.Message = Error, f.Message+" (the apply is down: this may be why)"
+			causes++
+		case f.Code == "schema_drift" && f.Severity == Error:
+			causes++
+		}
+	}
+	msg := fmt.Sprintf("subscription %q is enabled but no worker applies (%s): nothing is applied and the lag grows", c.m.SubName, a.Describe())
+	if logged := replication.LastApplyError(ctx, c.dst); logged != "" {
+		msg += "; the target's log says: " + logged
+	}
+	fix := "fix the cause reported beside this one; the worker restarts on its own"
+	if causes == 0 {
+		fix = "the target's log names the error; or raise max_logical_replication_workers if the workers are exhausted"
+	}
+	c.r.add(Error, config.Target, "apply_down", c.m.SubName, msg, fix)
 	return nil
 }
 

@@ -313,6 +313,10 @@ func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Du
 		if r.Done(maxLag) && r.Confirmed(fence) {
 			return r, nil
 		}
+		if !r.Subscribed() && (r.Copy == nil || r.Copy.Stale) {
+			// Nothing will ever catch up: fail now rather than wait.
+			return nil, withCode(ExitProblems, fmt.Errorf("%s", r.Summary()))
+		}
 		if time.Since(lastLine) >= 5*time.Second {
 			slog.Info("progress: " + r.Summary())
 			lastLine = time.Now()

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/progress"
 )
 
@@ -28,12 +30,22 @@ func newProgressCmd(g *globals) *cobra.Command {
 		Long: `progress shows, per table, the initial copy's state (waiting, copying, copied,
 catching up, ready) with rows and bytes copied; and overall the replication
 lag in bytes and seconds, measured from the source's current WAL position,
-the throughput, an ETA and a one-line summary. Problems (a disabled
-subscription, no apply worker, apply errors, a missing slot) are named.
+the throughput, an ETA and a one-line summary. Problems are named with
+their fix: a side that cannot be reached, tables of the selection the
+publication, the subscription or the target lack, a disabled subscription,
+an apply that is down and why (schema drift that stops it, error counts,
+REPLICA IDENTITY FULL without equality), a missing slot.
+
+What pgmove cannot know is "unknown" in the text and null in --json (the
+same report): lag, ETA and readiness while a side is down. ROWS are the
+rows the snapshot copy loaded, the live COPY count, or ~ a planner estimate.
 
 --watch refreshes in place until interrupted. --wait returns once every
 table replicates and the lag is at most --max-lag (default 0): after writes
-on the source stopped, that is the moment to run copy-seq.`,
+on the source stopped, that is the moment to run copy-seq. Without a
+subscription it fails at once; with a side down it retries until --timeout.
+
+Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "progress")
@@ -55,51 +67,46 @@ on the source stopped, that is the moment to run copy-seq.`,
 
 func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 	srcErr, dstErr := s.connect(ctx, true, true)
-	if dstErr != nil {
-		return dstErr
+	if isUsage(srcErr) {
+		return srcErr // the target is the source itself
 	}
 	// A copy.json of another migration is set aside before it is read.
 	if _, err := s.openJournal(); err != nil {
 		return err
 	}
-	if srcErr != nil {
-		fmt.Fprintln(s.g.stderr, "pgmove: "+srcErr.Error()+" (lag unknown)")
-	}
 	if o.wait {
-		if srcErr != nil {
-			return srcErr
-		}
 		maxLag, err := parseSizeFlag("--max-lag", o.maxLag)
 		if err != nil {
 			return err
 		}
-		r, err := waitCaughtUp(ctx, s, maxLag, o.timeout)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(s.g.stdout, r.Summary())
-		return nil
+		return waitProgress(ctx, s, maxLag, o.timeout, srcErr, dstErr)
 	}
-	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, SrcErr: srcErr, DstErr: dstErr}
 	if !o.watch {
-		// Two looks a second apart give rates and an ETA.
-		if _, err := sm.Sample(ctx); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
 		r, err := sm.Sample(ctx)
 		if err != nil {
 			return err
 		}
-		if o.json {
-			return r.WriteJSON(s.g.stdout)
+		// A second look a second later gives rates and an ETA, unless
+		// the first already says there is nothing to measure.
+		if r.Source.Reachable && r.Target.Reachable && (r.Subscribed() || r.Copy != nil) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+			if r, err = sm.Sample(ctx); err != nil {
+				return err
+			}
 		}
-		r.WriteText(s.g.stdout)
-		return nil
+		if o.json {
+			if err := r.WriteJSON(s.g.stdout); err != nil {
+				return err
+			}
+		} else {
+			r.WriteText(s.g.stdout)
+		}
+		return reportExit(r)
 	}
 	tty := isTerminal(s.g.stdout)
 	for {
@@ -122,6 +129,55 @@ func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 			return nil
 		case <-time.After(o.interval):
 		}
+	}
+}
+
+// reportExit is exit 3 while the report shows something that blocks a
+// switchover (a side unreachable, a problem), naming the first of them.
+func reportExit(r *progress.Report) error {
+	if !r.Blocking() {
+		return nil
+	}
+	return withCode(ExitProblems, fmt.Errorf("%s", r.Problems[0]))
+}
+
+// waitProgress is progress --wait: it returns once the migration caught up.
+// Without a subscription (and no copy running) it fails at once; while a side
+// cannot be reached it says so on stderr and retries until the timeout.
+func waitProgress(ctx context.Context, s *session, maxLag int64, timeout time.Duration, srcErr, dstErr error) error {
+	start := time.Now()
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		deadline = time.After(timeout)
+	}
+	for {
+		if srcErr == nil && dstErr == nil {
+			remaining := time.Duration(0)
+			if timeout > 0 {
+				if remaining = timeout - time.Since(start); remaining <= 0 {
+					remaining = time.Millisecond
+				}
+			}
+			r, err := waitCaughtUp(ctx, s, maxLag, remaining)
+			if err == nil {
+				fmt.Fprintln(s.g.stdout, r.Summary())
+				return nil
+			}
+			srcErr, dstErr = s.dropClosed()
+			if srcErr == nil && dstErr == nil {
+				return err
+			}
+		}
+		down := errors.Join(srcErr, dstErr)
+		fmt.Fprintf(s.g.stderr, "pgmove: progress --wait: %s; retrying until the timeout\n", cluster.OneLine(down.Error()))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return withCode(ExitProblems, fmt.Errorf("not caught up after %s: %s; lag and ETA unknown", timeout, cluster.OneLine(down.Error())))
+		case <-time.After(2 * time.Second):
+		}
+		srcErr, dstErr = s.connect(ctx, true, true)
 	}
 }
 

@@ -18,15 +18,16 @@ type statusOptions struct{ json bool }
 
 // Status is where a migration stands.
 type Status struct {
-	Migration    string        `json:"migration"`
-	ContextDir   string        `json:"context_dir"`
-	Phase        string        `json:"phase"`
-	Publication  bool          `json:"publication"`
-	Subscription bool          `json:"subscription"`
-	Progress     string        `json:"progress,omitempty"`
-	Problems     []string      `json:"problems,omitempty"`
-	LastSteps    []state.Event `json:"last_steps,omitempty"`
-	Next         string        `json:"next"`
+	Migration    string           `json:"migration"`
+	ContextDir   string           `json:"context_dir"`
+	Phase        string           `json:"phase"`
+	Publication  *bool            `json:"publication"`  // null while the source is unreachable
+	Subscription *bool            `json:"subscription"` // null while the target is unreachable
+	Progress     string           `json:"progress,omitempty"`
+	Report       *progress.Report `json:"report,omitempty"`
+	Problems     []string         `json:"problems,omitempty"`
+	LastSteps    []state.Event    `json:"last_steps,omitempty"`
+	Next         string           `json:"next"`
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -34,7 +35,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Say where the migration stands and what the next step is",
-		Args:  cobra.NoArgs,
+		Long: `status reads the journal and both servers and says the migration's phase,
+whether the publication and the subscription exist ("unknown" while their
+side cannot be reached), the progress, the problems and the next step.
+
+Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "status")
 			if err != nil {
@@ -77,46 +83,54 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	}
 	done := func(step string) bool { e, ok := last[step]; return ok && e.Status == state.Done }
 
-	if srcErr != nil {
-		st.Problems = append(st.Problems, srcErr.Error())
-	}
-	if dstErr != nil {
-		st.Problems = append(st.Problems, dstErr.Error())
-	}
 	if s.src != nil {
 		pubs, err := catalog.Publications(ctx, s.src)
 		if err != nil {
 			return err
 		}
+		found := false
 		for _, p := range pubs {
-			st.Publication = st.Publication || p.Name == s.m.PubName
+			found = found || p.Name == s.m.PubName
 		}
+		st.Publication = &found
 	}
-	var rep *progress.Report
-	if s.dst != nil {
-		sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst}
-		if rep, err = sm.Sample(ctx); err != nil {
-			return err
-		}
-		st.Subscription = rep.Exists
-		if rep.Exists {
-			st.Progress = rep.Summary()
-			st.Problems = append(st.Problems, rep.Problems...)
-		}
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, SrcErr: srcErr, DstErr: dstErr}
+	rep, err := sm.Sample(ctx)
+	if err != nil {
+		return err
 	}
+	st.Report, st.Subscription = rep, rep.Exists
+	st.Problems = append(st.Problems, rep.Problems...)
+	if rep.Subscribed() || !rep.Target.Reachable {
+		st.Progress = rep.Summary()
+	}
+	pub, sub := st.Publication != nil && *st.Publication, rep.Subscribed()
 	switch {
-	case done("cleanup") && !st.Subscription && !st.Publication:
+	case st.Publication == nil || st.Subscription == nil:
+		down := "source"
+		if st.Subscription == nil {
+			down = "target"
+		}
+		if st.Publication == nil && st.Subscription == nil {
+			down = "source and target"
+		}
+		st.Phase = "unknown (" + down + " unreachable)"
+		st.Next = "make the " + down + " reachable again, then pgmove status"
+	case done("cleanup") && !sub && !pub:
 		st.Phase, st.Next = "finished", "nothing: the migration is cleaned up"
-	case done("copy-seq") && st.Subscription:
+		st.Problems = withoutNoSubscription(st.Problems, rep)
+	case done("copy-seq") && sub:
 		st.Phase = "switch"
 		st.Next = "verify with pgmove compare --checksum, switch traffic to the target" + trafficHint(s) + ", then pgmove cleanup"
-	case !st.Subscription && !st.Publication:
+	case !sub && !pub:
 		st.Phase, st.Next = "not started", "pgmove check, then pgmove migrate (or copy-schema, create-pub, create-sub)"
-	case !st.Subscription:
+		st.Problems = withoutNoSubscription(st.Problems, rep)
+	case !sub:
 		st.Phase, st.Next = "publication made", "pgmove copy-schema (if not done), then pgmove create-sub"
-	case rep != nil && rep.Ready < rep.Total:
+		st.Problems = withoutNoSubscription(st.Problems, rep)
+	case rep.Ready == nil || *rep.Ready < rep.Total:
 		st.Phase, st.Next = "initial copy", "wait: pgmove progress --watch"
-	case rep != nil && rep.Done(s.m.MaxLag):
+	case rep.Done(s.m.MaxLag):
 		st.Phase = "replicating, caught up"
 		st.Next = "the switch: stop writes on the source, wait for lag 0, pgmove copy-seq, pgmove compare --checksum, switch traffic to the target" + trafficHint(s)
 	default:
@@ -128,11 +142,14 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	if o.json {
 		enc := json.NewEncoder(s.g.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+		return statusExit(st)
 	}
 	w := s.g.stdout
 	fmt.Fprintf(w, "migration  %s\ncontext    %s\nphase      %s\n", st.Migration, st.ContextDir, st.Phase)
-	fmt.Fprintf(w, "objects    publication %s: %s, subscription %s: %s\n", s.m.PubName, yesNo(st.Publication), s.m.SubName, yesNo(st.Subscription))
+	fmt.Fprintf(w, "objects    publication %s: %s, subscription %s: %s\n", s.m.PubName, presence(st.Publication, "source"), s.m.SubName, presence(st.Subscription, "target"))
 	if st.Progress != "" {
 		fmt.Fprintf(w, "progress   %s\n", st.Progress)
 	}
@@ -146,7 +163,29 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 		}
 	}
 	fmt.Fprintf(w, "next       %s\n", st.Next)
-	return nil
+	return statusExit(st)
+}
+
+// statusExit is exit 3 while the migration has a problem (a side
+// unreachable among them), as progress.
+func statusExit(st Status) error {
+	if len(st.Problems) == 0 || st.Phase == "finished" {
+		return nil
+	}
+	return withCode(ExitProblems, fmt.Errorf("%s", st.Problems[0]))
+}
+
+// withoutNoSubscription drops the progress report's "no subscription"
+// problem before the migration made one (then it is the next step, not a
+// fault) and after cleanup dropped it.
+func withoutNoSubscription(problems []string, rep *progress.Report) []string {
+	var out []string
+	for _, p := range problems {
+		if !strings.HasPrefix(p, fmt.Sprintf("subscription %q does not exist", rep.Subscription)) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func trafficHint(s *session) string {
@@ -163,8 +202,12 @@ func trafficHint(s *session) string {
 	return " (" + strings.Join(via, ", ") + ")"
 }
 
-func yesNo(b bool) string {
-	if b {
+// presence says whether an object exists, or that its side cannot tell.
+func presence(b *bool, side string) string {
+	switch {
+	case b == nil:
+		return "unknown (" + side + " unreachable)"
+	case *b:
 		return "exists"
 	}
 	return "absent"

@@ -125,6 +125,20 @@ func (s *session) refuseSameDatabase() error {
 	return nil
 }
 
+// dropClosed closes and forgets the connections that broke, saying which
+// side is lost, so the next connect opens them again.
+func (s *session) dropClosed() (srcErr, dstErr error) {
+	if s.src != nil && s.src.PgConn().IsClosed() {
+		s.src.Close()
+		s.src, srcErr = nil, fmt.Errorf("source: connection lost")
+	}
+	if s.dst != nil && s.dst.PgConn().IsClosed() {
+		s.dst.Close()
+		s.dst, dstErr = nil, fmt.Errorf("target: connection lost")
+	}
+	return srcErr, dstErr
+}
+
 // connectBoth opens both sides and fails on the first error.
 func (s *session) connectBoth(ctx context.Context) error {
 	srcErr, dstErr := s.connect(ctx, true, true)

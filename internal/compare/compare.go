@@ -60,9 +60,10 @@ func Connect(ctx context.Context, ep config.Endpoint) (*cluster.Conn, error) {
 	return cluster.ConnectConfig(ctx, ep, cfg)
 }
 
-// Run compares every published table (row counts, and checksums when asked)
-// and every sequence. The tables compared are those of the publication's
-// scope, taken from the source's catalogue now.
+// Run compares every table of the migration's selection (row counts, and
+// checksums when asked) and every sequence. The selection is the source's
+// tables that include/exclude select, taken from its catalogue now, not the
+// publication's list: a table the publication lacks is compared too.
 func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Options) (*Report, error) {
 	r := &Report{Checksum: o.Checksum, Equal: true}
 	ssnap, err := catalog.Tables(ctx, src)
@@ -86,6 +87,13 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 		r.Tables[i] = Table{Name: t.String()}
 		d := dsnap.Find(t.Schema, t.Name)
 		if d == nil {
+			// The source's rows are counted all the same: they are what
+			// the target lacks.
+			v, err := measure(ctx, src, t, "")
+			if err != nil {
+				return nil, err
+			}
+			fmt.Sscan(v[0], &r.Tables[i].Source)
 			r.Tables[i].Status = "missing"
 			r.Tables[i].Note = "no such table on the target"
 			continue

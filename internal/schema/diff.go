@@ -40,6 +40,9 @@ type Difference struct {
 	// extension at another version (each server ships its own versions).
 	// Report it; do not fail on it.
 	Warning bool
+	// Stops says why the apply worker stops on this difference (the target
+	// cannot take what the source replicates), "" when it does not.
+	Stops string
 
 	order order
 }
@@ -694,6 +697,9 @@ func diffTypes(s, d *schemaInfo) []Difference {
 				return
 			}
 			diff.Fix = typeFix(q, st, dt)
+			if st.kind == "e" && dt.kind == "e" {
+				diff.Stops = enumStops(st.labels, dt.labels)
+			}
 		}
 		out = append(out, diff)
 	})
@@ -1334,7 +1340,7 @@ func diffColumns(s, d *schemaInfo) []Difference {
 			m := member{q, sc.name}
 			dc := dst[sc.name]
 			if dc == nil {
-				out = append(out, Difference{Kind: "column", Object: m.String(), Source: sc.definition(),
+				out = append(out, Difference{Kind: "column", Object: m.String(), Source: sc.definition(), Stops: columnMissingStops(sc),
 					Fix: addColumn(q, sc, ownedSequences(s, q, sc.name)), order: order{major: sc.tableOID, minor: sc.num}})
 				continue
 			}
@@ -1342,13 +1348,13 @@ func diffColumns(s, d *schemaInfo) []Difference {
 				continue
 			}
 			out = append(out, Difference{Kind: "column", Object: m.String(), Source: sc.definition(), Target: dc.definition(),
-				Fix: alterColumn(q, sc, dc, d.version), order: order{major: sc.tableOID, minor: sc.num}})
+				Stops: columnTypeStops(sc, dc), Fix: alterColumn(q, sc, dc, d.version), order: order{major: sc.tableOID, minor: sc.num}})
 		}
 		for _, dc := range dcols {
 			if !src[dc.name] {
 				// Dropping the column loses its data; a DBA decides.
 				out = append(out, Difference{Kind: "column", Object: member{q, dc.name}.String(), Target: dc.definition(),
-					order: order{targetOnly: true, major: dc.tableOID, minor: dc.num}})
+					Stops: columnExtraStops(dc), order: order{targetOnly: true, major: dc.tableOID, minor: dc.num}})
 			}
 		}
 	}
