@@ -83,8 +83,23 @@ func Existing(ctx context.Context, src, dst *cluster.Conn, a *Archive) (map[int]
 		attached[p] = true
 	}
 
+	// A SHELL TYPE entry (the name a base type's I/O functions are
+	// declared with) has no OID in the archive: it is there when the
+	// TYPE entry of the same name is.
+	typeThere := map[string]bool{}
+	for _, e := range a.Entries {
+		if e.Desc == "TYPE" {
+			if id := srcIdent[[2]uint32{e.CatalogOID, e.ObjectOID}]; id != "" && have[key{e.CatalogOID, id}] {
+				typeThere[e.Rest] = true
+			}
+		}
+	}
 	for _, e := range a.Entries {
 		switch {
+		case e.Desc == "SHELL TYPE":
+			if typeThere[e.Rest] {
+				skip[e.ID] = true
+			}
 		case e.CatalogOID != 0:
 			id := srcIdent[[2]uint32{e.CatalogOID, e.ObjectOID}]
 			if id != "" && have[key{e.CatalogOID, id}] {

@@ -11,9 +11,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/pgmove/pgmove/internal/cluster"
+	"github.com/pgmove/pgmove/internal/config"
 )
 
 // Archive is a schema-only dump in pg_dump's custom format, with its table
@@ -125,6 +125,8 @@ func ParseList(out []byte) []Entry {
 			e.section = "pre-data"
 		case e.Desc == "INDEX ATTACH":
 			e.section = "post-data"
+		case e.Desc == "SHELL TYPE":
+			e.section = "pre-data"
 		case e.CatalogOID == 0:
 			e.section = section
 		default:
@@ -139,7 +141,7 @@ func ParseList(out []byte) []Entry {
 // opposed to attaching something to one (a comment, a grant, ownership of a
 // sequence), which is harmless to run again.
 func (e Entry) CreatesObject() bool {
-	return e.CatalogOID != 0 || e.Desc == "TABLE ATTACH" || e.Desc == "INDEX ATTACH"
+	return e.CatalogOID != 0 || e.Desc == "TABLE ATTACH" || e.Desc == "INDEX ATTACH" || e.Desc == "SHELL TYPE"
 }
 
 // Section tells which part of the archive an entry restores in, as pg_dump
@@ -172,93 +174,55 @@ type RestoreOptions struct {
 	WithACL    bool             // restore GRANT/REVOKE
 	Skip       map[int]bool     // entry IDs to leave out
 	Only       func(Entry) bool // if set, restore only entries it accepts
-	// Jobs > 1 restores in parallel (pg_restore --jobs): index builds and
-	// foreign key checks of different tables at once. It cannot run in one
-	// transaction, so a failure leaves what was done; a rerun skips it.
+	// Jobs > 1 restores the post-data part in parallel (pg_restore --jobs):
+	// index builds and foreign key checks of different tables at once. That
+	// part cannot run in one transaction, so a failure there leaves what was
+	// done (a *ParallelError); a rerun skips it. The pre-data part always
+	// runs in the archive's order, in one transaction, as pg_restore --jobs
+	// does it too: a table may inherit from, be typed by or use a type of an
+	// object created just before it.
 	Jobs int
+	// Replace restores these tables (by pg_class OID) from the given SQL
+	// instead of their archive entry: tables whose column order a plain
+	// restore would not keep (see Reordered). Needs Target.
+	Replace map[uint32]string
+	Target  config.Endpoint // where Replace's script runs
 }
 
-// Restore applies the archive to the target, in one transaction (either
-// all of it lands or none does) unless o.Jobs asks for parallel restore.
+// ParallelError is a failure of the parallel (post-data) part of a
+// restore: what was restored before it stays.
+type ParallelError struct{ Err error }
+
+func (e *ParallelError) Error() string { return e.Err.Error() }
+func (e *ParallelError) Unwrap() error { return e.Err }
+
+// Restore applies the archive to the target. With o.Jobs <= 1 it runs in
+// one transaction: either all of it lands or none does. With o.Jobs > 1 the
+// pre-data part lands in one transaction, in order, then the rest runs in
+// parallel.
 func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreOptions) (restored int, err error) {
 	keep := func(e Entry) bool { return !o.Skip[e.ID] && (o.Only == nil || o.Only(e)) }
-	if o.Jobs > 1 {
-		tables := 0
-		for _, e := range a.Entries {
-			if e.Desc == "TABLE" && keep(e) {
-				tables++
-			}
+	pre := func(e Entry) bool { return keep(e) && e.Section() == "pre-data" }
+	if o.Jobs <= 1 {
+		if len(o.Replace) > 0 {
+			return a.runScript(ctx, o, keep)
 		}
-		if tables >= 64 {
-			return a.restorePhased(ctx, dst, o, keep)
-		}
+		return a.runList(ctx, dst, o, keep, 1)
 	}
-	return a.restoreList(ctx, dst, o, keep, o.Jobs)
-}
-
-// restorePhased restores many tables faster than pg_restore can, which
-// creates pre-data objects one at a time even with --jobs: first what comes
-// before the first table (schemas, types, functions...), then the tables
-// in o.Jobs concurrent transactions, then the rest in order (sequences,
-// defaults, views, and the post-data part with pg_restore --jobs).
-func (a *Archive) restorePhased(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, keep func(Entry) bool) (int, error) {
-	first := len(a.Entries)
-	for i, e := range a.Entries {
-		if e.Desc == "TABLE" {
-			first = i
-			break
-		}
+	var n int
+	if len(o.Replace) > 0 {
+		n, err = a.runScript(ctx, o, pre)
+	} else {
+		n, err = a.runList(ctx, dst, o, pre, 1)
 	}
-	buckets := o.Jobs
-	bucket := map[int]int{} // entry ID -> table bucket
-	b, n := -1, 0
-	for _, e := range a.Entries[first:] {
-		switch {
-		case e.Desc == "TABLE":
-			n++
-			b = n % buckets
-			bucket[e.ID] = b
-		case e.CatalogOID == 0 && e.Desc != "TABLE ATTACH" && e.Desc != "INDEX ATTACH" && b >= 0:
-			bucket[e.ID] = b // a comment or grant on the table just before
-		default:
-			b = -1
-		}
-	}
-	index := map[int]int{}
-	for i, e := range a.Entries {
-		index[e.ID] = i
-	}
-	total := 0
-	phase1, err := a.restoreList(ctx, dst, o, func(e Entry) bool { return keep(e) && index[e.ID] < first }, 1)
 	if err != nil {
-		return total, err
+		return 0, err
 	}
-	total += phase1
-	var wg sync.WaitGroup
-	counts := make([]int, buckets)
-	errs := make([]error, buckets)
-	for k := 0; k < buckets; k++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counts[k], errs[k] = a.restoreList(ctx, dst, o, func(e Entry) bool {
-				bk, ok := bucket[e.ID]
-				return ok && bk == k && keep(e)
-			}, 1)
-		}()
+	rest, err := a.restoreList(ctx, dst, o, func(e Entry) bool { return keep(e) && !pre(e) }, o.Jobs)
+	if err != nil && o.Jobs > 1 {
+		err = &ParallelError{err}
 	}
-	wg.Wait()
-	for k := range counts {
-		total += counts[k]
-		if errs[k] != nil {
-			return total, errs[k]
-		}
-	}
-	rest, err := a.restoreList(ctx, dst, o, func(e Entry) bool {
-		_, tabled := bucket[e.ID]
-		return keep(e) && index[e.ID] >= first && !tabled
-	}, o.Jobs)
-	return total + rest, err
+	return n + rest, err
 }
 
 // restoreList runs pg_restore for the entries keep accepts: in one
