@@ -110,6 +110,11 @@ type Options struct {
 	// Probe runs the connection tests that need a replication connection and
 	// a rolled-back subscription on the target.
 	Probe bool
+	// What the schema restore carries besides the objects: owners
+	// (--with-owners), privileges and owners (--with-grants), and the
+	// source's roles, created first (--with-roles). The roles the carried
+	// objects name must exist on the target.
+	WithOwners, WithACL, WithRoles bool
 }
 
 // Run checks everything that blocks or endangers the migration. src or dst
@@ -135,7 +140,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcEr
 	}
 	for _, step := range []func(context.Context) error{
 		c.versions, c.sourceSettings, c.targetSettings, c.sourceTables, c.privileges, c.replicationConnection,
-		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift,
+		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift, c.missingRoles,
 	} {
 		if err := step(ctx); err != nil {
 			side := config.Source

@@ -13,6 +13,18 @@ type checkOptions struct {
 	json    bool
 	copy    string
 	noProbe bool
+	carry   carryFlags
+}
+
+// carryFlags say what the schema restore carries besides the objects:
+// check needs them to know which roles must exist on the target.
+type carryFlags struct {
+	withOwners, withGrants bool
+	roles                  rolesFlags
+}
+
+func (f carryFlags) options() check.Options {
+	return check.Options{WithOwners: f.withOwners || f.withGrants, WithACL: f.withGrants, WithRoles: f.roles.with}
 }
 
 func newCheckCmd(g *globals) *cobra.Command {
@@ -42,11 +54,16 @@ Exit status 0 when ready, 3 when something blocks.`,
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
 	cmd.Flags().StringVar(&o.copy, "copy", "snapshot", "initial copy the migration will use: snapshot (pgmove's parallel COPY) or native (PostgreSQL's table sync)")
 	cmd.Flags().BoolVar(&o.noProbe, "no-probe", false, "skip the replication connection tests")
+	cmd.Flags().BoolVar(&o.carry.withOwners, "with-owners", false, "the migration will restore object owners: check their roles exist on the target")
+	cmd.Flags().BoolVar(&o.carry.withGrants, "with-grants", false, "the migration will restore GRANTs and owners: check their roles exist on the target")
+	cmd.Flags().BoolVar(&o.carry.roles.with, "with-roles", false, "the migration will create the source's roles on the target first")
 	return cmd
 }
 
 func runCheck(ctx context.Context, s *session, o *checkOptions) error {
-	r, err := doCheck(ctx, s, o.copy, !o.noProbe)
+	co := o.carry.options()
+	co.Probe = !o.noProbe
+	r, err := doCheckAnd(ctx, s, o.copy, co, nil)
 	if err != nil {
 		return err
 	}
@@ -64,12 +81,12 @@ func runCheck(ctx context.Context, s *session, o *checkOptions) error {
 }
 
 func doCheck(ctx context.Context, s *session, copyMode string, probe bool) (*check.Report, error) {
-	return doCheckAnd(ctx, s, copyMode, probe, nil)
+	return doCheckAnd(ctx, s, copyMode, check.Options{Probe: probe}, nil)
 }
 
 // doCheckAnd is doCheck that calls connected, when both sides answered,
 // before the checks start: for work that only reads, done meanwhile.
-func doCheckAnd(ctx context.Context, s *session, copyMode string, probe bool, connected func()) (*check.Report, error) {
+func doCheckAnd(ctx context.Context, s *session, copyMode string, o check.Options, connected func()) (*check.Report, error) {
 	if err := validCopy(copyMode); err != nil {
 		return nil, err
 	}
@@ -80,7 +97,8 @@ func doCheckAnd(ctx context.Context, s *session, copyMode string, probe bool, co
 	if srcErr == nil && dstErr == nil && connected != nil {
 		connected()
 	}
-	return check.Run(ctx, s.m, s.src, s.dst, srcErr, dstErr, check.Options{Native: copyMode == "native", Probe: probe}), nil
+	o.Native = copyMode == "native"
+	return check.Run(ctx, s.m, s.src, s.dst, srcErr, dstErr, o), nil
 }
 
 // blockedError is the one line that says why a migration cannot go on:
