@@ -302,7 +302,7 @@ func (s *Sampler) schemaDrift(ctx context.Context, r *Report) error {
 		}
 		s.drift, s.driftAt = nil, time.Now()
 		for _, d := range ds {
-			if d.Warning || (d.Kind != "table" && d.Kind != "column") {
+			if d.Warning || d.ColumnOrder || (d.Kind != "table" && d.Kind != "column") { // column order: replication maps by name
 				continue
 			}
 			p := fmt.Sprintf("schema drift on %s %s: ", d.Kind, d.Object)
