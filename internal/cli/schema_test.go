@@ -129,6 +129,18 @@ func TestLargeSchema(t *testing.T) {
 			if r := p.run("check", "--no-probe"); r.code != 0 || strings.Contains(r.stdout, "regress_owner") {
 				t.Fatalf("without --with-owners, owners are not restored and their roles need not exist: %s", r)
 			}
+			// A restore that fails midway (a type on the target holds the
+			// name of a table to create) leaves nothing behind, so the
+			// next migrate starts clean once the cause is gone.
+			pgtest.Exec(t, p.dst, "test", "CREATE TYPE filler_50 AS (x int)")
+			r = p.run("migrate")
+			if r.code != 1 || !strings.Contains(r.stderr, "filler_50") {
+				t.Fatalf("migrate should stop on the type holding filler_50's name: %s", r)
+			}
+			if n := p.targetTables(); n != 0 {
+				t.Fatalf("the failed schema restore left %d table(s) on the target: %s", n, r)
+			}
+			pgtest.Exec(t, p.dst, "test", "DROP TYPE filler_50")
 			p.must("migrate")
 			p.must("progress", "--wait")
 			if r := p.run("compare", "--schema"); r.code != 0 {

@@ -30,7 +30,9 @@ func Existing(ctx context.Context, src, dst *cluster.Conn, a *Archive) (map[int]
 	}
 	srcIdent := map[[2]uint32]string{}
 	catalogs := map[uint32]string{}
-	rows, err := src.Query(ctx, `SELECT c::int8, o::int8, c::regclass::text, COALESCE((pg_catalog.pg_identify_object(c, o, 0)).identity, '')
+	// The identity is prefixed with the object's type: a composite type
+	// named t is in pg_class as public.t too, and is no table public.t.
+	rows, err := src.Query(ctx, `SELECT c::int8, o::int8, c::regclass::text, COALESCE((SELECT i.type || ' ' || i.identity FROM pg_catalog.pg_identify_object(c, o, 0) i), '')
 		FROM unnest($1::oid[], $2::oid[]) AS t(c, o)`, cats, objs)
 	if err != nil {
 		return nil, src.Wrap("identify schema objects", err)
@@ -51,8 +53,8 @@ func Existing(ctx context.Context, src, dst *cluster.Conn, a *Archive) (map[int]
 
 	have := map[key]bool{}
 	for cat, name := range catalogs {
-		q := "SELECT COALESCE((pg_catalog.pg_identify_object($1::oid, oid, 0)).identity, '') FROM " +
-			pgx.Identifier{"pg_catalog", strings.TrimPrefix(name, "pg_catalog.")}.Sanitize()
+		q := "SELECT COALESCE((SELECT i.type || ' ' || i.identity FROM pg_catalog.pg_identify_object($1::oid, c.oid, 0) i), '') FROM " +
+			pgx.Identifier{"pg_catalog", strings.TrimPrefix(name, "pg_catalog.")}.Sanitize() + " c"
 		rows, err := dst.Query(ctx, q, cat)
 		if err != nil {
 			return nil, dst.Wrap("list existing objects in "+name, err)
