@@ -38,7 +38,9 @@ free slots, senders and workers, the roles' privileges (REPLICATION, SELECT,
 BYPASSRLS, CREATE), a real replication connection to the source (also from
 the target server, as the subscription will make it), every table's replica
 identity, objects logical replication does not carry, extensions missing on
-the target, and leftovers of an earlier run.
+the target, roles the restored objects name that the target lacks (policy
+roles always; owners with --with-owners, privileges with --with-grants; none
+with --with-roles, which creates them), and leftovers of an earlier run.
 
 Exit status 0 when ready, 3 when something blocks.`,
 		Args: cobra.NoArgs,

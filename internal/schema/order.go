@@ -338,6 +338,10 @@ func (a *Archive) runScript(ctx context.Context, o RestoreOptions, keep func(Ent
 		return 0, err
 	}
 	defer conn.Close()
+	if conn.VersionNum < 170000 {
+		// pg_restore 17+ sets transaction_timeout, which older servers lack.
+		chunks[0].text = strings.ReplaceAll(chunks[0].text, "SET transaction_timeout = 0;\n", "")
+	}
 	err = pgx.BeginFunc(ctx, conn.Conn, func(tx pgx.Tx) error {
 		for _, c := range chunks {
 			if strings.TrimSpace(stripComments(c.text)) == "" {
