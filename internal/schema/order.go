@@ -231,6 +231,7 @@ func withoutBinaryUpgrade(s string) string {
 // chunk is one archive entry of a pg_restore script.
 type chunk struct {
 	id         int
+	deps       []int // the entries it depends on, as pg_dump recorded them
 	class, oid uint32
 	name       string // "b_star; Type: TABLE; Schema: public", for errors
 	text       string
@@ -262,6 +263,13 @@ func splitScript(s []byte) []chunk {
 				oid, _ = strconv.ParseUint(f[7], 10, 32)
 			}
 			cur.class, cur.oid = uint32(class), uint32(oid)
+		}
+		if d, ok := strings.CutPrefix(line, "-- Dependencies: "); ok && cur.id != 0 && cur.deps == nil {
+			for _, f := range strings.Fields(d) {
+				if n, err := strconv.Atoi(f); err == nil {
+					cur.deps = append(cur.deps, n)
+				}
+			}
 		}
 		if strings.HasPrefix(line, "-- Name: ") && cur.name == "" {
 			cur.name = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line), "-- Name: "), "; Owner: -")
@@ -321,9 +329,35 @@ func (a *Archive) runScript(ctx context.Context, o RestoreOptions, keep func(Ent
 	if n == 0 {
 		return 0, nil
 	}
-	script, err := a.script(ctx, o, keep)
+	chunks, err := a.chunks(ctx, o, keep)
 	if err != nil {
 		return 0, err
+	}
+	conn, err := cluster.Connect(ctx, o.Target, "copy-schema")
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	err = pgx.BeginFunc(ctx, conn.Conn, func(tx pgx.Tx) error {
+		if err := execChunks(ctx, tx, header(conn, chunks[0])); err != nil {
+			return err
+		}
+		return execChunks(ctx, tx, chunks[1:])
+	})
+	if err != nil {
+		return 0, restoreError(ctx, err)
+	}
+	slog.Debug("target: schema restored in one transaction with the source's column order", "tables", len(o.Replace))
+	return n, nil
+}
+
+// chunks is the script pg_restore writes for the entries keep accepts, cut
+// into entries (the first is the session's settings), with the tables of
+// o.Replace made from their replacement SQL.
+func (a *Archive) chunks(ctx context.Context, o RestoreOptions, keep func(Entry) bool) ([]chunk, error) {
+	script, err := a.script(ctx, o, keep)
+	if err != nil {
+		return nil, err
 	}
 	chunks := splitScript(script)
 	for i := range chunks {
@@ -333,37 +367,39 @@ func (a *Archive) runScript(ctx context.Context, o RestoreOptions, keep func(Ent
 			}
 		}
 	}
-	conn, err := cluster.Connect(ctx, o.Target, "copy-schema")
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
+	return chunks, nil
+}
+
+// header is the script's session settings for this server.
+func header(conn *cluster.Conn, c chunk) []chunk {
 	if conn.VersionNum < 170000 {
 		// pg_restore 17+ sets transaction_timeout, which older servers lack.
-		chunks[0].text = strings.ReplaceAll(chunks[0].text, "SET transaction_timeout = 0;\n", "")
+		c.text = strings.ReplaceAll(c.text, "SET transaction_timeout = 0;\n", "")
 	}
-	err = pgx.BeginFunc(ctx, conn.Conn, func(tx pgx.Tx) error {
-		for _, c := range chunks {
-			if strings.TrimSpace(stripComments(c.text)) == "" {
-				continue
-			}
-			if _, err := tx.Exec(ctx, c.text); err != nil {
-				if c.name != "" {
-					return fmt.Errorf("%s: %w", c.name, err)
-				}
-				return err
-			}
+	return []chunk{c}
+}
+
+// execChunks runs script entries in order, naming the one that fails.
+func execChunks(ctx context.Context, tx pgx.Tx, chunks []chunk) error {
+	for _, c := range chunks {
+		if strings.TrimSpace(stripComments(c.text)) == "" {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
+		if _, err := tx.Exec(ctx, c.text); err != nil {
+			if c.name != "" {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			return err
 		}
-		return 0, fmt.Errorf("target: restore schema: %s", squeeze(err.Error()))
 	}
-	slog.Debug("target: schema restored in one transaction with the source's column order", "tables", len(o.Replace))
-	return n, nil
+	return nil
+}
+
+func restoreError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("target: restore schema: %s", squeeze(err.Error()))
 }
 
 func stripComments(s string) string {

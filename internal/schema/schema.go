@@ -209,12 +209,7 @@ func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreO
 		}
 		return a.runList(ctx, dst, o, keep, 1)
 	}
-	var n int
-	if len(o.Replace) > 0 {
-		n, err = a.runScript(ctx, o, pre)
-	} else {
-		n, err = a.runList(ctx, dst, o, pre, 1)
-	}
+	n, err := a.restorePreData(ctx, dst, o, pre)
 	if err != nil {
 		return 0, err
 	}
