@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -104,5 +105,51 @@ ALTER TABLE ONLY public.b_star ALTER COLUMN a SET DEFAULT 1;
 	}
 	if c := cs[2]; c.id != 3142 || c.class != 2604 || strings.Contains(c.text, `\unrestrict`) {
 		t.Errorf("default: %+v", c)
+	}
+}
+
+func TestPlanPreData(t *testing.T) {
+	// 1 schema, 2 type; a (3) is inherited by b (4); c (5) uses the type
+	// and has a comment (6); d (7) owns a sequence (8); e (9) is plain.
+	type ent struct {
+		id   int
+		desc string
+		cat  uint32
+		deps []int
+	}
+	ents := []ent{{1, "SCHEMA", 2615, nil}, {2, "TYPE", 1247, []int{1}}, {3, "TABLE", 1259, []int{1}}, {4, "TABLE", 1259, []int{3}},
+		{5, "TABLE", 1259, []int{2}}, {6, "COMMENT", 0, []int{5}}, {7, "TABLE", 1259, []int{1}}, {8, "SEQUENCE OWNED BY", 0, []int{7}},
+		{9, "TABLE", 1259, []int{1}}}
+	var entries []Entry
+	chunks := []chunk{{}}
+	for _, e := range ents {
+		entries = append(entries, Entry{ID: e.id, Desc: e.desc, CatalogOID: e.cat, ObjectOID: uint32(100 + e.id)})
+		class := e.cat
+		chunks = append(chunks, chunk{id: e.id, deps: e.deps, class: class, oid: uint32(100 + e.id)})
+	}
+	p := planPreData(entries, chunks, func(Entry) bool { return true }, RestoreOptions{Jobs: 2})
+	ids := func(cs []chunk) string {
+		var s []string
+		for _, c := range cs {
+			s = append(s, fmt.Sprint(c.id))
+		}
+		return strings.Join(s, ",")
+	}
+	if got := ids(p.prefix); got != "1,2" {
+		t.Errorf("prefix %s", got)
+	}
+	if got := ids(p.sessions[0]); got != "3,4,7,8,5,6" {
+		t.Errorf("session 0 %s", got)
+	}
+	if got := ids(p.sessions[1]); got != "9" {
+		t.Errorf("session 1 %s", got)
+	}
+	if p.leaves != 2 {
+		t.Errorf("%d leaves", p.leaves)
+	}
+	// A table restored from replacement SQL stays in order.
+	p = planPreData(entries, chunks, func(Entry) bool { return true }, RestoreOptions{Jobs: 2, Replace: map[uint32]string{109: "..."}})
+	if got := ids(p.sessions[0]); got != "3,4,7,8,9,5,6" || p.leaves != 1 {
+		t.Errorf("with e replaced: session 0 %s, %d leaves", got, p.leaves)
 	}
 }
