@@ -129,14 +129,15 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 		if !errors.As(err, &pe) || ctx.Err() != nil {
 			return nil, err
 		}
-		// The pre-data part is in; a parallel post-data restore stopped
-		// (an order it does not know): resume in one ordered transaction,
-		// from what is on the target now.
+		// Part of it stayed (a parallel post-data restore stopped on an
+		// order it does not know, or a session's commit failed after all
+		// had loaded): resume in one ordered transaction, from what is on
+		// the target now.
 		slog.Info("parallel schema restore failed (" + err.Error() + "); restoring the rest in order")
 		if ro.Skip, err = Existing(ctx, src, dst, a); err != nil {
 			return nil, err
 		}
-		ro.Jobs, ro.Replace = 1, nil
+		ro.Jobs = 1 // Replace stays: a child left to create keeps its column order
 		if _, err := a.Restore(ctx, dstChild, ro); err != nil {
 			return nil, err
 		}
