@@ -161,6 +161,17 @@ func TestLargeSchema(t *testing.T) {
 			}
 			p.must("cleanup")
 
+			// copy-schema on its own (one transaction, no --jobs) keeps the
+			// column order too.
+			pgtest.CreateDB(t, p.dst, "test2")
+			if r := pgmove(t, "--src", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/meta", p.src.Port),
+				"--dst", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/test2", p.dst.Port), "copy-schema"); r.code != 0 {
+				t.Fatalf("copy-schema into test2: %s", r)
+			}
+			if got := columnOrders(t, p.dst, "test2"); fmt.Sprint(got) != fmt.Sprint(src) {
+				t.Errorf("copy-schema: source columns %v, target %v", src, got)
+			}
+
 			// A target whose child has another column order (made by a
 			// plain dump and restore, say): check warns, since replication
 			// goes on, and compare --schema reports the difference.
