@@ -192,7 +192,11 @@ func OrderedTables(ctx context.Context, dump, restore *Tool, src cluster.ChildCo
 		return nil, err
 	}
 	sqls := map[uint32]string{}
-	for _, c := range splitScript(script) {
+	split, err := splitScript(script)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range split {
 		if c.class == 1259 && want[c.oid] {
 			sqls[c.oid] = withoutBinaryUpgrade(c.text)
 		}
@@ -240,7 +244,7 @@ type chunk struct {
 // splitScript cuts a pg_restore --verbose script at its "-- TOC entry"
 // headers. The text before the first entry (the session's SET commands)
 // is a chunk with id 0.
-func splitScript(s []byte) []chunk {
+func splitScript(s []byte) ([]chunk, error) {
 	var out []chunk
 	cur := chunk{}
 	var b strings.Builder
@@ -277,15 +281,19 @@ func splitScript(s []byte) []chunk {
 				cur.name = cur.name[:i]
 			}
 		}
-		// psql meta-commands (pg_dump 15.14+ writes \\restrict and
-		// \\unrestrict around a script) are for psql; the server runs the rest.
+		// psql meta-commands: pg_dump 15.14+ writes \restrict and
+		// \unrestrict around a script, for psql only; any other cannot
+		// run as SQL.
 		if strings.HasPrefix(line, `\`) {
-			continue
+			if strings.HasPrefix(line, `\restrict `) || strings.HasPrefix(line, `\unrestrict `) {
+				continue
+			}
+			return nil, fmt.Errorf("pg_restore's script holds the psql command %q, which pgmove cannot run", truncate(strings.TrimSpace(line), 60))
 		}
 		b.WriteString(line)
 	}
 	flush()
-	return out
+	return out, nil
 }
 
 // script writes the SQL pg_restore would run for the entries keep accepts.
@@ -316,10 +324,10 @@ func (a *Archive) script(ctx context.Context, o RestoreOptions, keep func(Entry)
 	return out, nil
 }
 
-// runScript restores the entries keep accepts in the archive's order, in
+// restoreScript restores the entries keep accepts in the archive's order, in
 // one target transaction, with the tables of o.Replace created from their
 // replacement SQL instead of their entry.
-func (a *Archive) runScript(ctx context.Context, o RestoreOptions, keep func(Entry) bool) (int, error) {
+func (a *Archive) restoreScript(ctx context.Context, o RestoreOptions, keep func(Entry) bool) (int, error) {
 	n := 0
 	for _, e := range a.Entries {
 		if keep(e) {
@@ -339,7 +347,7 @@ func (a *Archive) runScript(ctx context.Context, o RestoreOptions, keep func(Ent
 	}
 	defer conn.Close()
 	err = pgx.BeginFunc(ctx, conn.Conn, func(tx pgx.Tx) error {
-		if err := execChunks(ctx, tx, header(conn, chunks[0])); err != nil {
+		if err := execChunks(ctx, tx, sessionSettings(conn, chunks[0])); err != nil {
 			return err
 		}
 		return execChunks(ctx, tx, chunks[1:])
@@ -359,7 +367,10 @@ func (a *Archive) chunks(ctx context.Context, o RestoreOptions, keep func(Entry)
 	if err != nil {
 		return nil, err
 	}
-	chunks := splitScript(script)
+	chunks, err := splitScript(script)
+	if err != nil {
+		return nil, fmt.Errorf("target: restore schema: %w", err)
+	}
 	for i := range chunks {
 		if c := &chunks[i]; c.class == 1259 {
 			if sql, ok := o.Replace[c.oid]; ok {
@@ -370,8 +381,8 @@ func (a *Archive) chunks(ctx context.Context, o RestoreOptions, keep func(Entry)
 	return chunks, nil
 }
 
-// header is the script's session settings for this server.
-func header(conn *cluster.Conn, c chunk) []chunk {
+// sessionSettings is the script's session settings for this server.
+func sessionSettings(conn *cluster.Conn, c chunk) []chunk {
 	if conn.VersionNum < 170000 {
 		// pg_restore 17+ sets transaction_timeout, which older servers lack.
 		c.text = strings.ReplaceAll(c.text, "SET transaction_timeout = 0;\n", "")

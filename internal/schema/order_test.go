@@ -93,7 +93,10 @@ CREATE TABLE public.b_star (bb text) INHERITS (public.a_star);
 ALTER TABLE ONLY public.b_star ALTER COLUMN a SET DEFAULT 1;
 \unrestrict abc
 `
-	cs := splitScript([]byte(script))
+	cs, err := splitScript([]byte(script))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(cs) != 3 {
 		t.Fatalf("%d chunks: %+v", len(cs), cs)
 	}
@@ -105,6 +108,9 @@ ALTER TABLE ONLY public.b_star ALTER COLUMN a SET DEFAULT 1;
 	}
 	if c := cs[2]; c.id != 3142 || c.class != 2604 || strings.Contains(c.text, `\unrestrict`) {
 		t.Errorf("default: %+v", c)
+	}
+	if _, err := splitScript([]byte("SET a = 1;\n\\connect other\n")); err == nil || !strings.Contains(err.Error(), `\\connect other`) {
+		t.Errorf("a psql command other than \\restrict: %v", err)
 	}
 }
 

@@ -33,7 +33,7 @@ import (
 func (a *Archive) restorePreData(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, pre func(Entry) bool) (int, error) {
 	single := func() (int, error) {
 		if len(o.Replace) > 0 {
-			return a.runScript(ctx, o, pre)
+			return a.restoreScript(ctx, o, pre)
 		}
 		return a.runList(ctx, dst, o, pre, 1)
 	}
@@ -73,7 +73,7 @@ func (a *Archive) restorePreData(ctx context.Context, dst cluster.ChildConn, o R
 		}
 	}
 	err = pgx.BeginFunc(ctx, conns[0].Conn, func(tx pgx.Tx) error {
-		if err := execChunks(ctx, tx, header(conns[0], chunks[0])); err != nil {
+		if err := execChunks(ctx, tx, sessionSettings(conns[0], chunks[0])); err != nil {
 			return err
 		}
 		return execChunks(ctx, tx, plan.prefix)
@@ -96,7 +96,7 @@ func (a *Archive) restorePreData(ctx context.Context, dst cluster.ChildConn, o R
 			defer done.Done()
 			tx, err := conns[k].Begin(ctx)
 			if err == nil {
-				err = execChunks(ctx, tx, header(conns[k], chunks[0]))
+				err = execChunks(ctx, tx, sessionSettings(conns[k], chunks[0]))
 			}
 			if err == nil {
 				err = execChunks(ctx, tx, plan.sessions[k])

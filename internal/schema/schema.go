@@ -205,7 +205,7 @@ func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreO
 	pre := func(e Entry) bool { return keep(e) && e.Section() == "pre-data" }
 	if o.Jobs <= 1 {
 		if len(o.Replace) > 0 {
-			return a.runScript(ctx, o, keep)
+			return a.restoreScript(ctx, o, keep)
 		}
 		return a.runList(ctx, dst, o, keep, 1)
 	}
