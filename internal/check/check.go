@@ -118,6 +118,11 @@ type Options struct {
 	// bound to these servers), nil when there is none: it tells an
 	// interrupted copy's rows from someone else's.
 	LastCopy *state.Event
+	// What the schema restore carries besides the objects: owners
+	// (--with-owners), privileges and owners (--with-grants), and the
+	// source's roles, created first (--with-roles). The roles the carried
+	// objects name must exist on the target.
+	WithOwners, WithACL, WithRoles bool
 }
 
 // Run checks everything that blocks or endangers the migration. src or dst
@@ -146,6 +151,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcEr
 	for _, step := range []func(context.Context) error{
 		c.readPhase, c.versions, c.sourceSettings, c.targetSettings, c.sourceTables, c.privileges, c.replicationConnection,
 		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift, c.coverage, c.apply,
+		c.missingRoles,
 	} {
 		if err := step(ctx); err != nil {
 			side := config.Source

@@ -336,6 +336,12 @@ func (c *checker) drift(ctx context.Context) error {
 			}
 			continue
 		}
+		if d.ColumnOrder {
+			c.r.add(Warning, config.Target, "column_order", d.Object, "columns in another order than on the source (source: "+oneLine(d.Source)+"; target: "+oneLine(d.Target)+
+				"): replication maps columns by name, but SELECT * and INSERT without a column list behave differently after the switch",
+				"-- recreate the table on the target with the source's column order while it is empty (pgmove copy-schema keeps it for inheritance children when connected as a superuser), or name the columns in the application's queries")
+			continue
+		}
 		sev, msg := Warning, "schema drift: "+describeDiff(d)+"; replication carries on, but fix it on the target before the switch"
 		if d.Stops != "" {
 			sev, msg = Error, "schema drift: "+describeDiff(d)+"; "+d.Stops

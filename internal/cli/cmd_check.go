@@ -14,6 +14,18 @@ type checkOptions struct {
 	json    bool
 	copy    string
 	noProbe bool
+	carry   carryFlags
+}
+
+// carryFlags say what the schema restore carries besides the objects:
+// check needs them to know which roles must exist on the target.
+type carryFlags struct {
+	withOwners, withGrants bool
+	roles                  rolesFlags
+}
+
+func (f carryFlags) options() check.Options {
+	return check.Options{WithOwners: f.withOwners || f.withGrants, WithACL: f.withGrants, WithRoles: f.roles.with}
 }
 
 func newCheckCmd(g *globals) *cobra.Command {
@@ -27,7 +39,9 @@ free slots, senders and workers, the roles' privileges (REPLICATION, SELECT,
 BYPASSRLS, CREATE), a real replication connection to the source (also from
 the target server, as the subscription will make it), every table's replica
 identity, objects logical replication does not carry, extensions missing on
-the target, and leftovers of an earlier run.
+the target, roles the restored objects name that the target lacks (policy
+roles always; owners with --with-owners, privileges with --with-grants; none
+with --with-roles, which creates them), and leftovers of an earlier run.
 
 Exit status 0 when ready, 3 when something blocks.`,
 		Args: cobra.NoArgs,
@@ -43,11 +57,16 @@ Exit status 0 when ready, 3 when something blocks.`,
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
 	cmd.Flags().StringVar(&o.copy, "copy", "snapshot", "initial copy the migration will use: snapshot (pgmove's parallel COPY) or native (PostgreSQL's table sync)")
 	cmd.Flags().BoolVar(&o.noProbe, "no-probe", false, "skip the replication connection tests")
+	cmd.Flags().BoolVar(&o.carry.withOwners, "with-owners", false, "the migration will restore object owners: check their roles exist on the target")
+	cmd.Flags().BoolVar(&o.carry.withGrants, "with-grants", false, "the migration will restore GRANTs and owners: check their roles exist on the target")
+	cmd.Flags().BoolVar(&o.carry.roles.with, "with-roles", false, "the migration will create the source's roles on the target first")
 	return cmd
 }
 
 func runCheck(ctx context.Context, s *session, o *checkOptions) error {
-	r, err := doCheck(ctx, s, o.copy, !o.noProbe)
+	co := o.carry.options()
+	co.Probe = !o.noProbe
+	r, err := doCheckAnd(ctx, s, o.copy, co, nil)
 	if err != nil {
 		return err
 	}
@@ -65,12 +84,12 @@ func runCheck(ctx context.Context, s *session, o *checkOptions) error {
 }
 
 func doCheck(ctx context.Context, s *session, copyMode string, probe bool) (*check.Report, error) {
-	return doCheckAnd(ctx, s, copyMode, probe, nil)
+	return doCheckAnd(ctx, s, copyMode, check.Options{Probe: probe}, nil)
 }
 
 // doCheckAnd is doCheck that calls connected, when both sides answered,
 // before the checks start: for work that only reads, done meanwhile.
-func doCheckAnd(ctx context.Context, s *session, copyMode string, probe bool, connected func()) (*check.Report, error) {
+func doCheckAnd(ctx context.Context, s *session, copyMode string, o check.Options, connected func()) (*check.Report, error) {
 	if err := validCopy(copyMode); err != nil {
 		return nil, err
 	}
@@ -84,7 +103,7 @@ func doCheckAnd(ctx context.Context, s *session, copyMode string, probe bool, co
 	if srcErr == nil && dstErr == nil && connected != nil {
 		connected()
 	}
-	o := check.Options{Native: copyMode == "native", Probe: probe}
+	o.Native = copyMode == "native"
 	// The journal, once set aside if it is another migration's, says
 	// whether a copy of this one was interrupted.
 	j, err := s.openJournal()

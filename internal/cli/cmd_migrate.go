@@ -94,7 +94,9 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	// and is dropped if they block or the migration is under way already.
 	var dump *schema.Prefetch
 	defer func() { dump.Discard() }()
-	r, err := doCheckAnd(ctx, s, o.copy.method, true, func() { dump = schema.StartDump(ctx, s.m, s.src.Major()) })
+	co := carryFlags{withOwners: o.withOwners, withGrants: o.withGrants, roles: o.roles}.options()
+	co.Probe = true
+	r, err := doCheckAnd(ctx, s, o.copy.method, co, func() { dump = schema.StartDump(ctx, s.m, s.src.Major()) })
 	if err != nil {
 		return err
 	}

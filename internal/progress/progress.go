@@ -479,7 +479,7 @@ func (s *Sampler) schemaDrift(ctx context.Context, r *Report) error {
 		}
 		s.drift, s.stalls, s.driftAt = nil, nil, time.Now()
 		for _, d := range ds {
-			if d.Warning || d.Stops == "" {
+			if d.Warning || d.ColumnOrder || d.Stops == "" { // column order: replication maps by name
 				continue
 			}
 			p := fmt.Sprintf("schema drift on %s %s: %s", d.Kind, d.Object, d.Stops)

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -127,26 +128,66 @@ func Copy(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Co
 	}
 	t1 := time.Now()
 	defer func() { slog.Debug("target: schema restored", "took", time.Since(t1).Round(time.Millisecond)) }()
-	ro := RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs,
-		Target: m.Dst, TargetMajor: dst.Major()}
+	ro := RestoreOptions{WithOwners: o.WithOwners, WithACL: o.WithACL, Skip: skip, Only: o.Only, Jobs: o.Jobs, Target: m.Dst,
+		TargetMajor: dst.Major()}
+	if ro.Replace, err = orderedTables(ctx, m, src, dst, a, dump, ro, o); err != nil {
+		return nil, err
+	}
 	if _, err := a.Restore(ctx, dstChild, ro); err != nil {
-		if o.Jobs <= 1 || ctx.Err() != nil {
+		var pe *ParallelError
+		if !errors.As(err, &pe) || ctx.Err() != nil {
 			return nil, err
 		}
-		// A parallel restore can trip on an order it does not know (a
-		// table inheriting from one in another batch): what it did stays,
-		// and one ordered transaction restores the rest.
+		// Part of it stayed (a parallel post-data restore stopped on an
+		// order it does not know, or a session's commit failed after all
+		// had loaded): resume in one ordered transaction, from what is on
+		// the target now.
 		slog.Info("parallel schema restore failed (" + err.Error() + "); restoring the rest in order")
 		if ro.Skip, err = Existing(ctx, src, dst, a); err != nil {
 			return nil, err
 		}
-		ro.Jobs = 1
+		ro.Jobs = 1 // Replace stays: a child left to create keeps its column order
 		if _, err := a.Restore(ctx, dstChild, ro); err != nil {
 			return nil, err
 		}
 	}
 	res.Restored = creates
 	return res, nil
+}
+
+// orderedTables finds the inheritance children the restore would create
+// with another column order than the source's, and writes the SQL that
+// keeps it (OrderedTables). That SQL marks inherited columns in the
+// catalogue, which needs a superuser: without one, the tables are restored
+// as pg_restore does it and check reports their column order.
+func orderedTables(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, a *Archive, dump *Tool, ro RestoreOptions, o CopyOptions) (map[uint32]string, error) {
+	var oids []uint32
+	for _, e := range a.Entries {
+		if e.Desc == "TABLE" && !ro.Skip[e.ID] && (ro.Only == nil || ro.Only(e)) {
+			oids = append(oids, e.ObjectOID)
+		}
+	}
+	tables, err := Reordered(ctx, src, oids)
+	if err != nil || len(tables) == 0 {
+		return nil, err
+	}
+	if !dst.Superuser {
+		slog.Warn(fmt.Sprintf("target: %d inheritance child table(s) (%s) will have another column order than on the source: keeping it needs a superuser on the target (pg_admin_username)", len(tables), cluster.ListSome(relationNames(tables), 3)))
+		return nil, nil
+	}
+	srcChild, err := cluster.Child(m.Src, "copy-schema")
+	if err != nil {
+		return nil, err
+	}
+	return OrderedTables(ctx, dump, a.RestoreTool, srcChild, filepath.Dir(a.Path), tables, DumpOptions{Snapshot: o.Snapshot}, ro)
+}
+
+func relationNames(rs []Relation) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.String()
+	}
+	return out
 }
 
 // dumpSource dumps the source's schema into a new work directory.

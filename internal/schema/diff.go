@@ -43,6 +43,11 @@ type Difference struct {
 	// Stops says why the apply worker stops on this difference (the target
 	// cannot take what the source replicates), "" when it does not.
 	Stops string
+	// ColumnOrder marks a table whose columns are the same on both sides
+	// but in another order: replication maps columns by name, so the apply
+	// goes on, while SELECT * and INSERT without a column list behave
+	// differently on the target.
+	ColumnOrder bool
 
 	order order
 }
@@ -318,6 +323,9 @@ type schemaInfo struct {
 	sequences   map[qname]*sequenceDef
 	tables      map[qname]*tableDef
 	columns     map[qname][]*columnDef
+	// columnOrder is every live column of a table, inherited ones too, in
+	// attnum order (columns holds only a table's own).
+	columnOrder map[qname][]string
 	constraints map[member]*constraintDef
 	indexes     map[qname]*indexDef
 	views       map[qname]*viewDef
@@ -334,7 +342,7 @@ func readSchema(ctx context.Context, c *cluster.Conn) (*schemaInfo, error) {
 		collations: map[qname]*collationDef{}, types: map[qname]*typeDef{}, sequences: map[qname]*sequenceDef{}, tables: map[qname]*tableDef{},
 		columns: map[qname][]*columnDef{}, constraints: map[member]*constraintDef{}, indexes: map[qname]*indexDef{},
 		views: map[qname]*viewDef{}, functions: map[funcKey]*functionDef{}, triggers: map[member]*triggerDef{},
-		policies: map[member]*policyDef{},
+		policies: map[member]*policyDef{}, columnOrder: map[qname][]string{},
 	}
 	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -406,6 +414,13 @@ func readSchema(ctx context.Context, c *cluster.Conn) (*schemaInfo, error) {
 			err := r.Scan(&q.schema, &q.name, &c.name, &c.typ, &c.notNull, &c.defaultExpr, &c.genExpr, &c.generated,
 				&c.identity, &c.collation, &c.storage, &c.compression, &c.tableOID, &c.num)
 			s.columns[q] = append(s.columns[q], c)
+			return err
+		}},
+		{"column order", "column_order", func(r pgx.CollectableRow) error {
+			var q qname
+			var names []string
+			err := r.Scan(&q.schema, &q.name, &names)
+			s.columnOrder[q] = names
 			return err
 		}},
 		{"constraints", "constraints", func(r pgx.CollectableRow) error {
@@ -1326,9 +1341,9 @@ func diffColumns(s, d *schemaInfo) []Difference {
 			continue
 		}
 		scols, dcols := s.columns[q], d.columns[q]
-		if names, same := columnOrder(scols, dcols); !same {
+		if names, same := columnOrder(s.allColumns(q), d.allColumns(q)); !same {
 			out = append(out, Difference{Kind: "table", Object: q.String(), Source: "columns in order: " + names[0],
-				Target: "columns in order: " + names[1], order: order{major: s.tables[q].depth, minor: s.tables[q].oid}})
+				Target: "columns in order: " + names[1], ColumnOrder: true, order: order{major: s.tables[q].depth, minor: s.tables[q].oid}})
 		}
 		dst := map[string]*columnDef{}
 		for _, c := range dcols {
@@ -1364,23 +1379,36 @@ func diffColumns(s, d *schemaInfo) []Difference {
 // columnOrder lists both sides' column names in order and tells whether
 // the order agrees, when both have the same columns (else the columns
 // themselves differ, which is reported instead).
-func columnOrder(src, dst []*columnDef) (names [2]string, same bool) {
+func columnOrder(src, dst []string) (names [2]string, same bool) {
 	if len(src) != len(dst) {
 		return names, true
 	}
 	var a, b []string
 	have := map[string]bool{}
 	for i := range src {
-		a, b = append(a, catalog.QuoteName(src[i].name)), append(b, catalog.QuoteName(dst[i].name))
-		have[src[i].name] = true
+		a, b = append(a, catalog.QuoteName(src[i])), append(b, catalog.QuoteName(dst[i]))
+		have[src[i]] = true
 	}
 	for _, c := range dst {
-		if !have[c.name] {
+		if !have[c] {
 			return names, true
 		}
 	}
 	names = [2]string{strings.Join(a, ", "), strings.Join(b, ", ")}
 	return names, names[0] == names[1]
+}
+
+// allColumns is every live column of table q in order, inherited ones
+// too; a catalogue built without them (in tests) has the table's own.
+func (s *schemaInfo) allColumns(q qname) []string {
+	if names, ok := s.columnOrder[q]; ok {
+		return names
+	}
+	var out []string
+	for _, c := range s.columns[q] {
+		out = append(out, c.name)
+	}
+	return out
 }
 
 func addColumn(q qname, c *columnDef, owned string) string {

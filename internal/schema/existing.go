@@ -30,7 +30,9 @@ func Existing(ctx context.Context, src, dst *cluster.Conn, a *Archive) (map[int]
 	}
 	srcIdent := map[[2]uint32]string{}
 	catalogs := map[uint32]string{}
-	rows, err := src.Query(ctx, `SELECT c::int8, o::int8, c::regclass::text, COALESCE((pg_catalog.pg_identify_object(c, o, 0)).identity, '')
+	// The identity is prefixed with the object's type: a composite type
+	// named t is in pg_class as public.t too, and is no table public.t.
+	rows, err := src.Query(ctx, `SELECT c::int8, o::int8, c::regclass::text, COALESCE((SELECT i.type || ' ' || i.identity FROM pg_catalog.pg_identify_object(c, o, 0) i), '')
 		FROM unnest($1::oid[], $2::oid[]) AS t(c, o)`, cats, objs)
 	if err != nil {
 		return nil, src.Wrap("identify schema objects", err)
@@ -51,8 +53,8 @@ func Existing(ctx context.Context, src, dst *cluster.Conn, a *Archive) (map[int]
 
 	have := map[key]bool{}
 	for cat, name := range catalogs {
-		q := "SELECT COALESCE((pg_catalog.pg_identify_object($1::oid, oid, 0)).identity, '') FROM " +
-			pgx.Identifier{"pg_catalog", strings.TrimPrefix(name, "pg_catalog.")}.Sanitize()
+		q := "SELECT COALESCE((SELECT i.type || ' ' || i.identity FROM pg_catalog.pg_identify_object($1::oid, c.oid, 0) i), '') FROM " +
+			pgx.Identifier{"pg_catalog", strings.TrimPrefix(name, "pg_catalog.")}.Sanitize() + " c"
 		rows, err := dst.Query(ctx, q, cat)
 		if err != nil {
 			return nil, dst.Wrap("list existing objects in "+name, err)
@@ -83,8 +85,23 @@ func Existing(ctx context.Context, src, dst *cluster.Conn, a *Archive) (map[int]
 		attached[p] = true
 	}
 
+	// A SHELL TYPE entry (the name a base type's I/O functions are
+	// declared with) has no OID in the archive: it is there when the
+	// TYPE entry of the same name is.
+	typeThere := map[string]bool{}
+	for _, e := range a.Entries {
+		if e.Desc == "TYPE" {
+			if id := srcIdent[[2]uint32{e.CatalogOID, e.ObjectOID}]; id != "" && have[key{e.CatalogOID, id}] {
+				typeThere[e.Rest] = true
+			}
+		}
+	}
 	for _, e := range a.Entries {
 		switch {
+		case e.Desc == "SHELL TYPE":
+			if typeThere[e.Rest] {
+				skip[e.ID] = true
+			}
 		case e.CatalogOID != 0:
 			id := srcIdent[[2]uint32{e.CatalogOID, e.ObjectOID}]
 			if id != "" && have[key{e.CatalogOID, id}] {

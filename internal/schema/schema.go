@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
@@ -129,6 +128,8 @@ func ParseList(out []byte) []Entry {
 			e.section = "pre-data"
 		case e.Desc == "INDEX ATTACH":
 			e.section = "post-data"
+		case e.Desc == "SHELL TYPE":
+			e.section = "pre-data"
 		case e.CatalogOID == 0:
 			e.section = section
 		default:
@@ -143,7 +144,7 @@ func ParseList(out []byte) []Entry {
 // opposed to attaching something to one (a comment, a grant, ownership of a
 // sequence), which is harmless to run again.
 func (e Entry) CreatesObject() bool {
-	return e.CatalogOID != 0 || e.Desc == "TABLE ATTACH" || e.Desc == "INDEX ATTACH"
+	return e.CatalogOID != 0 || e.Desc == "TABLE ATTACH" || e.Desc == "INDEX ATTACH" || e.Desc == "SHELL TYPE"
 }
 
 // Section tells which part of the archive an entry restores in, as pg_dump
@@ -176,101 +177,53 @@ type RestoreOptions struct {
 	WithACL    bool             // restore GRANT/REVOKE
 	Skip       map[int]bool     // entry IDs to leave out
 	Only       func(Entry) bool // if set, restore only entries it accepts
-	// Jobs > 1 restores in parallel (pg_restore --jobs): index builds and
-	// foreign key checks of different tables at once. It cannot run in one
-	// transaction, so a failure leaves what was done; a rerun skips it.
+	// Jobs > 1 restores the post-data part in parallel (pg_restore --jobs):
+	// index builds and foreign key checks of different tables at once. That
+	// part cannot run in one transaction, so a failure there leaves what was
+	// done (a *ParallelError); a rerun skips it. The pre-data part always
+	// runs in the archive's order, in one transaction, as pg_restore --jobs
+	// does it too: a table may inherit from, be typed by or use a type of an
+	// object created just before it.
 	Jobs int
-	// Target and TargetMajor name the server restored into: a pg_restore
-	// newer than it runs through a script pgmove runs (needsScript).
-	Target      config.Endpoint
+	// Replace restores these tables (by pg_class OID) from the given SQL
+	// instead of their archive entry: tables whose column order a plain
+	// restore would not keep (see Reordered). Needs Target.
+	Replace map[uint32]string
+	Target  config.Endpoint // where Replace's script runs
+	// TargetMajor is the target's major: a pg_restore newer than it
+	// cannot run its statements there itself (needsScript).
 	TargetMajor int
 }
 
-// Restore applies the archive to the target, in one transaction (either
-// all of it lands or none does) unless o.Jobs asks for parallel restore.
+// ParallelError is a failure of the parallel (post-data) part of a
+// restore: what was restored before it stays.
+type ParallelError struct{ Err error }
+
+func (e *ParallelError) Error() string { return e.Err.Error() }
+func (e *ParallelError) Unwrap() error { return e.Err }
+
+// Restore applies the archive to the target. With o.Jobs <= 1 it runs in
+// one transaction: either all of it lands or none does. With o.Jobs > 1 the
+// pre-data part lands in one transaction, in order, then the rest runs in
+// parallel.
 func (a *Archive) Restore(ctx context.Context, dst cluster.ChildConn, o RestoreOptions) (restored int, err error) {
 	keep := func(e Entry) bool { return !o.Skip[e.ID] && (o.Only == nil || o.Only(e)) }
-	if needsScript(a.RestoreTool.Major, o.TargetMajor) {
-		// One script, one transaction: no parallel sessions.
+	pre := func(e Entry) bool { return keep(e) && e.Section() == "pre-data" }
+	if o.Jobs <= 1 {
+		if len(o.Replace) > 0 {
+			return a.restoreScript(ctx, o, keep)
+		}
 		return a.runList(ctx, dst, o, keep, 1)
 	}
-	if o.Jobs > 1 {
-		tables := 0
-		for _, e := range a.Entries {
-			if e.Desc == "TABLE" && keep(e) {
-				tables++
-			}
-		}
-		if tables >= 64 {
-			return a.restorePhased(ctx, dst, o, keep)
-		}
-	}
-	return a.restoreList(ctx, dst, o, keep, o.Jobs)
-}
-
-// restorePhased restores many tables faster than pg_restore can, which
-// creates pre-data objects one at a time even with --jobs: first what comes
-// before the first table (schemas, types, functions...), then the tables
-// in o.Jobs concurrent transactions, then the rest in order (sequences,
-// defaults, views, and the post-data part with pg_restore --jobs).
-func (a *Archive) restorePhased(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, keep func(Entry) bool) (int, error) {
-	first := len(a.Entries)
-	for i, e := range a.Entries {
-		if e.Desc == "TABLE" {
-			first = i
-			break
-		}
-	}
-	buckets := o.Jobs
-	bucket := map[int]int{} // entry ID -> table bucket
-	b, n := -1, 0
-	for _, e := range a.Entries[first:] {
-		switch {
-		case e.Desc == "TABLE":
-			n++
-			b = n % buckets
-			bucket[e.ID] = b
-		case e.CatalogOID == 0 && e.Desc != "TABLE ATTACH" && e.Desc != "INDEX ATTACH" && b >= 0:
-			bucket[e.ID] = b // a comment or grant on the table just before
-		default:
-			b = -1
-		}
-	}
-	index := map[int]int{}
-	for i, e := range a.Entries {
-		index[e.ID] = i
-	}
-	total := 0
-	phase1, err := a.restoreList(ctx, dst, o, func(e Entry) bool { return keep(e) && index[e.ID] < first }, 1)
+	n, err := a.restorePreData(ctx, dst, o, pre)
 	if err != nil {
-		return total, err
+		return 0, err
 	}
-	total += phase1
-	var wg sync.WaitGroup
-	counts := make([]int, buckets)
-	errs := make([]error, buckets)
-	for k := 0; k < buckets; k++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counts[k], errs[k] = a.restoreList(ctx, dst, o, func(e Entry) bool {
-				bk, ok := bucket[e.ID]
-				return ok && bk == k && keep(e)
-			}, 1)
-		}()
+	rest, err := a.restoreList(ctx, dst, o, func(e Entry) bool { return keep(e) && !pre(e) }, o.Jobs)
+	if err != nil && o.Jobs > 1 {
+		err = &ParallelError{err}
 	}
-	wg.Wait()
-	for k := range counts {
-		total += counts[k]
-		if errs[k] != nil {
-			return total, errs[k]
-		}
-	}
-	rest, err := a.restoreList(ctx, dst, o, func(e Entry) bool {
-		_, tabled := bucket[e.ID]
-		return keep(e) && index[e.ID] >= first && !tabled
-	}, o.Jobs)
-	return total + rest, err
+	return n + rest, err
 }
 
 // restoreList runs pg_restore for the entries keep accepts: in one
@@ -317,6 +270,10 @@ func (a *Archive) restoreList(ctx context.Context, dst cluster.ChildConn, o Rest
 
 // runList runs one pg_restore for the entries keep accepts.
 func (a *Archive) runList(ctx context.Context, dst cluster.ChildConn, o RestoreOptions, keep func(Entry) bool, jobs int) (int, error) {
+	if needsScript(a.RestoreTool.Major, o.TargetMajor) {
+		// The script, in one transaction, without the settings it lacks.
+		return a.restoreScript(ctx, o, keep)
+	}
 	list, n, err := a.writeList(keep)
 	if err != nil {
 		return 0, err
@@ -324,19 +281,6 @@ func (a *Archive) runList(ctx context.Context, dst cluster.ChildConn, o RestoreO
 	defer os.Remove(list)
 	if n == 0 {
 		return 0, nil
-	}
-	if needsScript(a.RestoreTool.Major, o.TargetMajor) {
-		args := []string{"--use-list=" + list}
-		if !o.WithOwners {
-			args = append(args, "--no-owner")
-		}
-		if !o.WithACL {
-			args = append(args, "--no-acl")
-		}
-		if err := a.runScript(ctx, o.Target, o.TargetMajor, append(args, a.Path), dst.Env); err != nil {
-			return 0, err
-		}
-		return n, nil
 	}
 	args := []string{"--exit-on-error", "--use-list=" + list, "--dbname=" + dst.Conninfo}
 	if jobs > 1 {
