@@ -70,7 +70,13 @@ func runCheck(ctx context.Context, s *session, o *checkOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.json {
+	return writeCheck(s, r, o.json)
+}
+
+// writeCheck prints a check's report, text or JSON, and is exit 3 when it
+// found a blocking problem.
+func writeCheck(s *session, r *check.Report, asJSON bool) error {
+	if asJSON {
 		if err := r.WriteJSON(s.g.stdout); err != nil {
 			return err
 		}

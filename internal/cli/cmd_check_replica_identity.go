@@ -190,17 +190,7 @@ does (a missing extension, an unreachable side).`,
 			}
 			r.Findings = keep
 			r.Ready = r.Errors() == 0
-			if o.json {
-				if err := r.WriteJSON(s.g.stdout); err != nil {
-					return err
-				}
-			} else {
-				r.WriteText(s.g.stdout)
-			}
-			if !r.Ready {
-				return withCode(ExitProblems, blockedError(r))
-			}
-			return nil
+			return writeCheck(s, r, o.json)
 		},
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON")
