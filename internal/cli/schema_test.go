@@ -76,7 +76,7 @@ func columnOrders(t *testing.T, s *pgserver.Server, db string) map[string]string
 		       COALESCE((SELECT string_agg(k.conname || ':' || k.conislocal || ':' || k.coninhcount, ', ' ORDER BY k.conname)
 		        FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c'), '')
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'`)
+		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove') AND n.nspname !~ '^pg_toast'`) // pgmove: the copy ledger
 	out := map[string]string{}
 	for _, r := range rows {
 		out[r[0].(string)] = r[1].(string) + " | " + r[2].(string)
