@@ -203,7 +203,7 @@ func TestSwitchoverPgBouncer(t *testing.T) {
 			pgtest.Exec(t, p.dst, "test", "ALTER SUBSCRIPTION sub_pg_meta_meta SET (synchronous_commit = on)")
 			time.Sleep(2 * time.Second)
 			lock := pgtest.Connect(t, p.dst, "test")
-			if _, err := lock.Exec(ctx, "BEGIN; LOCK TABLE probe IN ACCESS EXCLUSIVE MODE"); err != nil {
+			if _, err := lock.Exec(ctx, "BEGIN; LOCK TABLE probe IN SHARE MODE"); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(200 * time.Millisecond)

@@ -303,8 +303,15 @@ func prepareNext(ctx context.Context, r cluster.Runner, m *config.Migration, d d
 		return err
 	}
 	if !st.Exists {
+		// A new slot waits for every transaction running on its server to
+		// end: bounded, so a forgotten transaction on the replica is named
+		// instead of hanging the switch.
+		create := "SELECT pg_catalog.pg_create_logical_replication_slot(" + replication.QuoteLiteral(d.nextSlot) + ", 'pgoutput')"
 		if err := r.Exec(ctx, d.replica, "create slot "+catalog.QuoteName(d.nextSlot)+" for the way back",
-			"SELECT pg_catalog.pg_create_logical_replication_slot("+replication.QuoteLiteral(d.nextSlot)+", 'pgoutput')"); err != nil {
+			"SET statement_timeout = '30s'; "+create+"; RESET statement_timeout", create); err != nil {
+			if cluster.SQLState(err) == "57014" {
+				return fmt.Errorf("%s: creating slot %q waited 30 s for the transactions running there to end: end the long one (pg_stat_activity, xact_start) and rerun", d.replica.Side, d.nextSlot)
+			}
 			return err
 		}
 	}
@@ -443,6 +450,12 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	}
 	if err := alterSub(ctx, r, d.replica, "stop subscription "+catalog.QuoteName(d.current), replication.AlterSubscriptionSQL(d.current, "DISABLE")); err != nil {
 		return abort(err)
+	}
+	// A disabled subscription's worker notices at its next wakeup (up to a
+	// second on 13); it has applied everything up to the fence and is idle,
+	// so end it now. Without the privilege, wait for it.
+	if _, err := d.replica.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_subscription WHERE subid = $1 AND pid IS NOT NULL`, sub.OID); err != nil {
+		slog.Debug(d.replica.Wrap("end the stopped subscription's worker", err).Error())
 	}
 	if err := waitWorkerGone(ctx, d.replica, sub.OID, deadline); err != nil {
 		_ = r.Exec(context.WithoutCancel(ctx), d.replica, "restart subscription "+catalog.QuoteName(d.current), replication.AlterSubscriptionSQL(d.current, "ENABLE"))
