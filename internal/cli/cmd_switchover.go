@@ -82,8 +82,8 @@ func newRollbackCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "After a switchover: move the application back to the source, through the reverse replication",
-		Long: "rollback is the switchover's mirror image: the target is fenced, the source\ncatches up to the fence through the reverse replication, sequences go back,\nthe traffic returns to the source and the forward replication starts again,\nso a second switchover is possible. It refuses when the reverse replication\nis not streaming.\n\n" + switchoverHelp,
-		Args: cobra.NoArgs,
+		Long:  "rollback is the switchover's mirror image: the target is fenced, the source\ncatches up to the fence through the reverse replication, sequences go back,\nthe traffic returns to the source and the forward replication starts again,\nso a second switchover is possible. It refuses when the reverse replication\nis not streaming.\n\n" + switchoverHelp,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "rollback")
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 )
 
@@ -27,13 +28,13 @@ func ConnectBouncer(ctx context.Context, url string) (*Bouncer, error) {
 	shown := config.Redact(url)
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("pgbouncer %s: connection settings: %s", shown, oneLine(err.Error()))
+		return nil, fmt.Errorf("pgbouncer %s: connection settings: %s", shown, cluster.OneLine(err.Error()))
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	cfg.StatementCacheCapacity, cfg.DescriptionCacheCapacity = 0, 0
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pgbouncer %s: connect to the admin console: %s; check the URL (database pgbouncer, a user in admin_users)", shown, oneLine(err.Error()))
+		return nil, fmt.Errorf("pgbouncer %s: connect to the admin console: %s; check the URL (database pgbouncer, a user in admin_users)", shown, cluster.OneLine(err.Error()))
 	}
 	return &Bouncer{URL: shown, conn: c}, nil
 }
@@ -41,7 +42,7 @@ func ConnectBouncer(ctx context.Context, url string) (*Bouncer, error) {
 // Command runs an admin command such as PAUSE meta, RESUME meta or RELOAD.
 func (b *Bouncer) Command(ctx context.Context, cmd string) error {
 	if _, err := b.conn.Exec(ctx, cmd); err != nil {
-		return fmt.Errorf("pgbouncer %s: %s: %s", b.URL, cmd, oneLine(err.Error()))
+		return fmt.Errorf("pgbouncer %s: %s: %s", b.URL, cmd, cluster.OneLine(err.Error()))
 	}
 	return nil
 }
@@ -216,5 +217,3 @@ func quoteEntry(v string) string {
 	}
 	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -61,17 +61,17 @@ type Step struct {
 
 // Result says what a switchover or rollback did.
 type Result struct {
-	Direction string  `json:"direction"` // switchover or rollback
-	From      string  `json:"from"`
-	To        string  `json:"to"`
-	Fence     string  `json:"fence"`
-	FenceLSN  string  `json:"fence_lsn,omitempty"`
-	PauseMS   float64 `json:"pause_ms"`
-	Steps     []Step  `json:"steps"`
-	Sequences int     `json:"sequences_set"`
-	Aborted   bool    `json:"aborted"`
-	Reason    string  `json:"reason,omitempty"`
-	Recovered string  `json:"recovered,omitempty"` // what an interrupted earlier run left, and what was done about it
+	Direction string   `json:"direction"` // switchover or rollback
+	From      string   `json:"from"`
+	To        string   `json:"to"`
+	Fence     string   `json:"fence"`
+	FenceLSN  string   `json:"fence_lsn,omitempty"`
+	PauseMS   float64  `json:"pause_ms"`
+	Steps     []Step   `json:"steps"`
+	Sequences int      `json:"sequences_set"`
+	Aborted   bool     `json:"aborted"`
+	Reason    string   `json:"reason,omitempty"`
+	Recovered string   `json:"recovered,omitempty"` // what an interrupted earlier run left, and what was done about it
 	Warnings  []string `json:"warnings,omitempty"`
 }
 
@@ -187,7 +187,7 @@ func preflight(ctx context.Context, m *config.Migration, d direction, o Options,
 		return d.replica.Wrap("read the subscription's tables", err)
 	}
 	if len(notReady) > 0 {
-		return fmt.Errorf("%s: %d table(s) of subscription %q are not replicating yet (%s): wait for the initial copy (pgmove progress --wait)", d.replica.Side, len(notReady), d.current, strings.Join(firstN(notReady, 3), ", "))
+		return fmt.Errorf("%s: %d table(s) of subscription %q are not replicating yet (%s): wait for the initial copy (pgmove progress --wait)", d.replica.Side, len(notReady), d.current, cluster.ListSome(notReady, 3))
 	}
 	lag, err := slotLag(ctx, d.primary, d.currentSlot)
 	if err != nil {
@@ -522,7 +522,7 @@ func alterSub(ctx context.Context, r cluster.Runner, c *cluster.Conn, what, sql 
 // old primary for ever; the next switch makes a new one.
 func aftercare(ctx context.Context, r cluster.Runner, d direction, say func(string, ...any)) {
 	steps := []struct {
-		c        *cluster.Conn
+		c         *cluster.Conn
 		what, sql string
 	}{
 		{d.replica, "apply asynchronously again", replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", "off"))},
@@ -647,7 +647,7 @@ func routeTraffic(ctx context.Context, d direction, o Options, bouncers []*Bounc
 		cmd.Env = append(os.Environ(), "PGMOVE_DIRECTION="+d.name, "PGMOVE_HOST="+d.route.Host, "PGMOVE_PORT="+d.route.Port, "PGMOVE_DBNAME="+d.route.DB)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("--switch-hook: %v: %s", err, oneLine(string(out)))
+			return fmt.Errorf("--switch-hook: %v: %s", err, cluster.OneLine(string(out)))
 		}
 	}
 	return nil
@@ -833,11 +833,4 @@ func recoverInterrupted(ctx context.Context, d direction, o Options, res *Result
 	_ = o.Journal.Record(d.name, state.Failed, res.Recovered, nil)
 	say("%s; rerun pgmove %s to switch", res.Recovered, d.name)
 	return true, nil
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) <= n {
-		return s
-	}
-	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
 }
