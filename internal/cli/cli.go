@@ -165,7 +165,7 @@ runbook filled in for this migration; status says where a migration stands.
 		newCheckCmd(g), newCheckReplicaIdentityCmd(g), newCheckReplicaIdentitySolutionCmd(g), newCheckSpecialObjectCmd(g),
 		newCopySchemaCmd(g), newCreatePubCmd(g), newCreateSubCmd(g), newProgressCmd(g), newCompareCmd(g),
 		newCopySeqCmd(g), newNextSeqCmd(g), newRemoveSubCmd(g), newCleanupCmd(g), newMigrateCmd(g), newStatusCmd(g),
-		newSandboxCmd(g), newVersionCmd(g), newPlanCmd(g),
+		newSwitchoverCmd(g), newRollbackCmd(g), newSandboxCmd(g), newVersionCmd(g), newPlanCmd(g),
 	)
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })

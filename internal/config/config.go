@@ -46,6 +46,18 @@ type File struct {
 	Copy        string   `yaml:"copy"`
 	Jobs        int      `yaml:"jobs"`
 	SplitLarger string   `yaml:"split_larger_than"`
+
+	// The switchover's: pgbouncer admin console URLs, the pgbouncer.ini
+	// whose entry is repointed and that entry's name, the fence (pgbouncer,
+	// database, none), the application roles --fence database fences, the
+	// pause's budget and a command run to switch traffic (DNS, VIP).
+	PgBouncer    []string `yaml:"pgbouncer"`
+	PgBouncerINI string   `yaml:"pgbouncer_ini"`
+	PgBouncerDB  string   `yaml:"pgbouncer_db"`
+	Fence        string   `yaml:"fence"`
+	AppRoles     []string `yaml:"app_roles"`
+	MaxPause     string   `yaml:"max_pause"`
+	SwitchHook   string   `yaml:"switch_hook"`
 }
 
 // knownKeys maps each YAML key to its field index in File.

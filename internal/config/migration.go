@@ -119,6 +119,15 @@ type Migration struct {
 	SrcList, DstList []string
 	DstDNS, DstVIP   string
 	ConfigFile       string
+
+	// The switchover's settings, as in migration.yml (flags win).
+	PgBouncer    []string
+	PgBouncerINI string
+	PgBouncerDB  string
+	Fence        string
+	AppRoles     []string
+	MaxPause     time.Duration
+	SwitchHook   string
 }
 
 // Overrides are command-line settings that win over migration.yml.
@@ -226,6 +235,18 @@ func Resolve(f *File, o Overrides) (*Migration, error) {
 	}
 	m.Copy = f.Copy
 	m.Jobs = f.Jobs
+	m.PgBouncer, m.PgBouncerINI, m.PgBouncerDB, m.AppRoles, m.SwitchHook = f.PgBouncer, f.PgBouncerINI, f.PgBouncerDB, f.AppRoles, f.SwitchHook
+	switch f.Fence {
+	case "", "pgbouncer", "database", "none":
+		m.Fence = f.Fence
+	default:
+		return nil, fmt.Errorf("config: fence: %q is not a fence; use pgbouncer, database or none", f.Fence)
+	}
+	if f.MaxPause != "" {
+		if m.MaxPause, err = ParseDuration(f.MaxPause); err != nil || m.MaxPause <= 0 {
+			return nil, fmt.Errorf("config: max_pause: %q is not a duration; write it like 2s or 500ms", f.MaxPause)
+		}
+	}
 	if f.SplitLarger != "" {
 		if m.SplitLarger, err = ParseSize(f.SplitLarger); err != nil {
 			return nil, fmt.Errorf("config: split_larger_than: %w", err)

@@ -83,6 +83,11 @@ func AlterSubscriptionSQL(name, action string) string {
 	return "ALTER SUBSCRIPTION " + ident(name) + " " + action
 }
 
+// AlterSubscriptionSetSQL builds ALTER SUBSCRIPTION name SET (...).
+func AlterSubscriptionSetSQL(name string, opts ...Option) string {
+	return "ALTER SUBSCRIPTION " + ident(name) + " SET" + strings.TrimPrefix(with(opts), " WITH")
+}
+
 // DetachSlotSQL makes DROP SUBSCRIPTION leave the publisher alone: needed
 // when the source is unreachable.
 func DetachSlotSQL(name string) string {

@@ -1,0 +1,836 @@
+package switchover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/cluster"
+	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/replication"
+	"github.com/pgmove/pgmove/internal/sequence"
+	"github.com/pgmove/pgmove/internal/state"
+)
+
+// Fences.
+const (
+	FencePgBouncer = "pgbouncer"
+	FenceDatabase  = "database"
+	FenceNone      = "none"
+)
+
+// Journal is where each stage of a switchover is noted, so a killed run is
+// finished or undone by the next.
+type Journal interface {
+	Record(step, status, msg string, data map[string]string) error
+	Last(step string) (*state.Event, error)
+}
+
+// Options tune a switchover or a rollback.
+type Options struct {
+	Fence      string        // pgbouncer, database or none
+	Bouncers   []string      // pgbouncer admin console URLs
+	BouncerINI string        // pgbouncer.ini whose entry is repointed ("" leaves routing to the hook)
+	BouncerDB  string        // the entry's name (default: the source database's name)
+	AppRoles   []string      // --fence database: the roles whose writes are fenced
+	MaxPause   time.Duration // the fence is lifted (and the switch abandoned) past this
+	MaxLag     int64         // preflight: the lag at most, in bytes
+	SwitchHook string        // a command run between fence and resume
+	DryRun     bool
+	Journal    Journal
+	Out        io.Writer // one line per step
+}
+
+// Step is one timed step inside the pause.
+type Step struct {
+	Name string        `json:"step"`
+	Took time.Duration `json:"-"`
+	MS   float64       `json:"ms"`
+}
+
+// Result says what a switchover or rollback did.
+type Result struct {
+	Direction string   `json:"direction"` // switchover or rollback
+	From      string   `json:"from"`
+	To        string   `json:"to"`
+	Fence     string   `json:"fence"`
+	FenceLSN  string   `json:"fence_lsn,omitempty"`
+	PauseMS   float64  `json:"pause_ms"`
+	Steps     []Step   `json:"steps"`
+	Sequences int      `json:"sequences_set"`
+	Aborted   bool     `json:"aborted"`
+	Reason    string   `json:"reason,omitempty"`
+	Recovered string   `json:"recovered,omitempty"` // what an interrupted earlier run left, and what was done about it
+	Warnings  []string `json:"warnings,omitempty"`
+}
+
+// names of the reverse path: the target's publication and slot, and the
+// source's subscription that replicates the target's writes back.
+func reverseNames(m *config.Migration) (pub, sub, slot string) {
+	sub = config.ObjectName(trim63(m.SubName, "_reverse"))
+	return trim63(m.PubName, "_reverse"), sub, sub
+}
+
+func trim63(name, suffix string) string {
+	if len(name)+len(suffix) > 63 {
+		name = name[:63-len(suffix)]
+	}
+	return name + suffix
+}
+
+// direction is one way of a switch: from the primary (the side the
+// application writes to now, publisher of the current subscription) to the
+// replica (its subscriber, which becomes the primary).
+type direction struct {
+	name             string // switchover or rollback
+	primary, replica *cluster.Conn
+	primaryEP        config.Endpoint
+	replicaEP        config.Endpoint
+	// The subscription on the replica that follows the primary, and its slot.
+	current, currentSlot string
+	// The way back, prepared ahead: a publication and a slot on the replica,
+	// and a subscription of the primary to them.
+	nextPub, next, nextSlot string
+	route                   Route // where traffic goes after the switch
+}
+
+func forward(m *config.Migration, src, dst *cluster.Conn) direction {
+	pub, sub, slot := reverseNames(m)
+	return direction{name: "switchover", primary: src, replica: dst, primaryEP: m.Src, replicaEP: m.Dst,
+		current: m.SubName, currentSlot: m.SlotName, nextPub: pub, next: sub, nextSlot: slot,
+		route: Route{Host: m.Dst.Host(), Port: m.Dst.Port(), DB: m.Dst.DB}}
+}
+
+func backward(m *config.Migration, src, dst *cluster.Conn) direction {
+	_, sub, slot := reverseNames(m)
+	return direction{name: "rollback", primary: dst, replica: src, primaryEP: m.Dst, replicaEP: m.Src,
+		current: sub, currentSlot: slot, nextPub: m.PubName, next: m.SubName, nextSlot: m.SlotName,
+		route: Route{Host: m.Src.Host(), Port: m.Src.Port(), DB: m.Src.DB}}
+}
+
+// Switchover moves the application from the source to the target.
+func Switchover(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Options) (*Result, error) {
+	return run(ctx, m, forward(m, src, dst), o)
+}
+
+// Rollback moves it back after a switchover, through the reverse replication.
+func Rollback(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Options) (*Result, error) {
+	return run(ctx, m, backward(m, src, dst), o)
+}
+
+func run(ctx context.Context, m *config.Migration, d direction, o Options) (*Result, error) {
+	res := &Result{Direction: d.name, From: d.primaryEP.Display(), To: d.replicaEP.Display(), Fence: o.Fence}
+	say := func(format string, a ...any) { fmt.Fprintf(o.Out, d.name+": "+format+"\n", a...) }
+	if o.BouncerDB == "" {
+		o.BouncerDB = m.Src.DB
+	}
+	if o.Fence == FencePgBouncer && len(o.Bouncers) == 0 {
+		return nil, errors.New("--fence pgbouncer needs the admin console of every pgbouncer in front of the source: --pgbouncer postgres://admin@host:6432/pgbouncer (repeatable)")
+	}
+	if o.Fence == FenceDatabase && len(o.AppRoles) == 0 {
+		return nil, errors.New("--fence database needs the application's roles, whose writes it fences: --app-role NAME (repeatable)")
+	}
+	if !o.DryRun {
+		if done, err := recoverInterrupted(ctx, d, o, res, say); err != nil || done {
+			return res, err
+		}
+	}
+	if err := preflight(ctx, m, d, o, res, say); err != nil {
+		return res, err
+	}
+	if o.DryRun {
+		describePause(d, o)
+		return res, nil
+	}
+	return res, pause(ctx, m, d, o, res, say)
+}
+
+// preflight checks the state a switch can begin from and prepares, before
+// any fence, everything that can be done early.
+func preflight(ctx context.Context, m *config.Migration, d direction, o Options, res *Result, say func(string, ...any)) error {
+	r := cluster.Runner{DryRun: o.DryRun, Out: o.Out}
+	sub, err := replication.Find(ctx, d.replica, d.current)
+	if err != nil {
+		return err
+	}
+	if sub == nil || !sub.Enabled {
+		what := "does not exist"
+		if sub != nil {
+			what = "is disabled"
+		}
+		return fmt.Errorf("%s: subscription %q %s: the %s needs it streaming (pgmove status says where the migration stands)", d.replica.Side, d.current, what, d.name)
+	}
+	var workers int
+	var notReady []string
+	if err := d.replica.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subid = $1 AND pid IS NOT NULL AND relid IS NULL`, sub.OID).Scan(&workers); err != nil {
+		return d.replica.Wrap("read the subscription's workers", err)
+	}
+	if workers == 0 {
+		return fmt.Errorf("%s: subscription %q has no apply worker running: see pgmove progress for why, fix it first", d.replica.Side, d.current)
+	}
+	rows, err := d.replica.Query(ctx, `SELECT sr.srrelid::regclass::text FROM pg_catalog.pg_subscription_rel sr WHERE sr.srsubid = $1 AND sr.srsubstate <> 'r' ORDER BY 1`, sub.OID)
+	if err != nil {
+		return d.replica.Wrap("read the subscription's tables", err)
+	}
+	if notReady, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return d.replica.Wrap("read the subscription's tables", err)
+	}
+	if len(notReady) > 0 {
+		return fmt.Errorf("%s: %d table(s) of subscription %q are not replicating yet (%s): wait for the initial copy (pgmove progress --wait)", d.replica.Side, len(notReady), d.current, cluster.ListSome(notReady, 3))
+	}
+	lag, err := slotLag(ctx, d.primary, d.currentSlot)
+	if err != nil {
+		return err
+	}
+	if lag > o.MaxLag {
+		return fmt.Errorf("%s: the lag of slot %q is %d bytes, over --max-lag %d: wait until the target keeps up (pgmove progress --wait --max-lag ...)", d.primary.Side, d.currentSlot, lag, o.MaxLag)
+	}
+	// Long write transactions hold the fence up: PAUSE waits for them.
+	rows, err = d.primary.Query(ctx, `SELECT pid, usename, round(extract(epoch FROM now() - xact_start))::bigint FROM pg_catalog.pg_stat_activity
+		WHERE datname = pg_catalog.current_database() AND backend_xid IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() AND now() - xact_start > interval '5 seconds'`)
+	if err != nil {
+		return d.primary.Wrap("look for long write transactions", err)
+	}
+	for rows.Next() {
+		var pid int32
+		var user *string
+		var secs int64
+		if err := rows.Scan(&pid, &user, &secs); err != nil {
+			rows.Close()
+			return d.primary.Wrap("look for long write transactions", err)
+		}
+		u := "?"
+		if user != nil {
+			u = *user
+		}
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: a write transaction of %s (pid %d) has been open %ds: the fence waits for it, or the switch is abandoned after --max-pause", d.primary.Side, u, pid, secs))
+	}
+	rows.Close()
+	for _, w := range res.Warnings {
+		slog.Warn(w)
+	}
+	if o.Fence == FencePgBouncer {
+		for _, u := range o.Bouncers {
+			b, err := ConnectBouncer(ctx, u)
+			if err != nil {
+				return err
+			}
+			b.Close()
+		}
+	}
+	if o.BouncerINI != "" {
+		if _, err := ReadRoute(o.BouncerINI, o.BouncerDB); err != nil {
+			return err
+		}
+	}
+	// The apply commits durably while the switch waits for it: the fence's
+	// proof is the slot's confirmed flush position, which an asynchronous
+	// commit holds back by up to a WAL writer cycle.
+	var syncCommit string
+	if err := d.replica.QueryRow(ctx, "SELECT subsynccommit FROM pg_catalog.pg_subscription WHERE oid = $1", sub.OID).Scan(&syncCommit); err != nil {
+		return d.replica.Wrap("read the subscription's synchronous_commit", err)
+	}
+	if syncCommit != "on" {
+		if err := alterSub(ctx, r, d.replica, "commit the apply synchronously during the switch", replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", "on"))); err != nil {
+			return err
+		}
+	}
+	if err := prepareNext(ctx, r, m, d, sub); err != nil {
+		return err
+	}
+	// A first pass of the sequences, so the one inside the pause is small.
+	if !o.DryRun {
+		seq, err := sequence.Copy(ctx, r, d.primary, d.replica, 0)
+		if err != nil {
+			return err
+		}
+		res.Sequences = seq.Set
+		if err := waitApplying(ctx, d.replica, sub.OID, 30*time.Second); err != nil {
+			return err
+		}
+		if lag, err = slotLag(ctx, d.primary, d.currentSlot); err != nil {
+			return err
+		}
+		if lag > o.MaxLag {
+			return fmt.Errorf("%s: the lag of slot %q grew to %d bytes while the way back was prepared, over --max-lag %d: rerun", d.primary.Side, d.currentSlot, lag, o.MaxLag)
+		}
+	}
+	say("preflight: %s streaming, lag %d bytes; the way back (publication %q and slot %q on the %s, subscription %q on the %s) is ready",
+		d.current, lag, d.nextPub, d.nextSlot, d.replica.Side, d.next, d.primary.Side)
+	return nil
+}
+
+// prepareNext makes the way back while the replica takes no writes yet: its
+// publication and slot, and the primary's subscription to them, disabled.
+// The slot exists before the switch, so nothing written after it is missed.
+func prepareNext(ctx context.Context, r cluster.Runner, m *config.Migration, d direction, sub *catalog.Subscription) error {
+	// The tables the current subscription replicates, by their names on the replica.
+	rows, err := d.replica.Query(ctx, `SELECT n.nspname, c.relname FROM pg_catalog.pg_subscription_rel sr
+		JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE sr.srsubid = $1 ORDER BY 1, 2`, sub.OID)
+	if err != nil {
+		return d.replica.Wrap("read the subscription's tables", err)
+	}
+	var tables []*catalog.Table
+	for rows.Next() {
+		t := &catalog.Table{}
+		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
+			rows.Close()
+			return d.replica.Wrap("read the subscription's tables", err)
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return d.replica.Wrap("read the subscription's tables", err)
+	}
+	if _, err := replication.EnsurePublication(ctx, r, d.replica, d.nextPub, tables); err != nil {
+		return err
+	}
+	st, err := replication.ReadSlot(ctx, d.replica, d.nextSlot)
+	if err != nil {
+		return err
+	}
+	if !st.Exists {
+		// A new slot waits for every transaction running on its server to
+		// end: bounded, so a forgotten transaction on the replica is named
+		// instead of hanging the switch.
+		create := "SELECT pg_catalog.pg_create_logical_replication_slot(" + replication.QuoteLiteral(d.nextSlot) + ", 'pgoutput')"
+		if err := r.Exec(ctx, d.replica, "create slot "+catalog.QuoteName(d.nextSlot)+" for the way back",
+			"SET statement_timeout = '30s'; "+create+"; RESET statement_timeout", create); err != nil {
+			if cluster.SQLState(err) == "57014" {
+				return fmt.Errorf("%s: creating slot %q waited 30 s for the transactions running there to end: end the long one (pg_stat_activity, xact_start) and rerun", d.replica.Side, d.nextSlot)
+			}
+			return err
+		}
+	}
+	next, err := replication.Find(ctx, d.primary, d.next)
+	if err != nil {
+		return err
+	}
+	if next != nil && next.Enabled {
+		return fmt.Errorf("%s: subscription %q is enabled: the other way is replicating already; pgmove status says where the migration stands", d.primary.Side, d.next)
+	}
+	// Connected at creation (not enabled): the subscription learns its tables
+	// from the publication then, ready at once since nothing is copied; a
+	// subscription without them would skip every change.
+	opts := []replication.Option{replication.Bool("enabled", false),
+		replication.Bool("create_slot", false), replication.Bool("copy_data", false), replication.Str("slot_name", d.nextSlot)}
+	// PostgreSQL 16+: changes the replica applied from the primary are not
+	// sent back to it (the origin advance below skips them on older ones).
+	if d.primary.VersionNum >= 160000 {
+		opts = append(opts, replication.Str("origin", "none"))
+	}
+	secret, shown := backConninfo(d.replicaEP)
+	if next == nil {
+		sql := replication.CreateSubscriptionSQL(d.next, secret, []string{d.nextPub}, opts)
+		shownSQL := replication.CreateSubscriptionSQL(d.next, shown, []string{d.nextPub}, opts)
+		return r.Exec(ctx, d.primary, "create subscription "+catalog.QuoteName(d.next)+" for the way back, disabled", sql, shownSQL)
+	}
+	// An earlier switch left it, detached from its slot: point it at the new one.
+	return r.Exec(ctx, d.primary, "point subscription "+catalog.QuoteName(d.next)+" at slot "+catalog.QuoteName(d.nextSlot),
+		replication.AlterSubscriptionSetSQL(d.next, replication.Str("slot_name", d.nextSlot)))
+}
+
+// backConninfo is how the primary's server reaches the replica: pgmove's
+// own endpoint for it, with the password libpq finds for pgmove.
+func backConninfo(ep config.Endpoint) (secret, shown string) {
+	ci := ep.Conninfo.Clone()
+	delete(ci, "application_name")
+	if cfg, err := pgconn.ParseConfig(ep.ConnString()); err == nil && cfg.Password != "" {
+		ci["password"] = cfg.Password
+	}
+	return ci.String(), ci.Redacted()
+}
+
+// pause fences the writers, waits for the replica to apply everything up to
+// the fence, carries the sequences, switches the replication's direction
+// and the traffic, and lifts the fence. Any failure before the switch
+// lifts the fence with nothing switched.
+func pause(ctx context.Context, m *config.Migration, d direction, o Options, res *Result, say func(string, ...any)) error {
+	r := cluster.Runner{Out: o.Out}
+	var bouncers []*Bouncer
+	defer func() {
+		for _, b := range bouncers {
+			b.Close()
+		}
+	}()
+	// Connect the consoles before the fence: the pause is for waiting, not dialling.
+	for _, u := range o.Bouncers {
+		b, err := ConnectBouncer(ctx, u)
+		if err != nil {
+			return err
+		}
+		bouncers = append(bouncers, b)
+	}
+	journal := func(stage string) {
+		if o.Journal != nil {
+			_ = o.Journal.Record(d.name, state.Started, stage, map[string]string{"stage": stage, "fence": o.Fence,
+				"pgbouncer": strings.Join(o.Bouncers, "\n"), "pgbouncer_db": o.BouncerDB, "roles": strings.Join(o.AppRoles, ","),
+				"pgbouncer_ini": o.BouncerINI})
+		}
+	}
+	start := time.Now()
+	deadline := start.Add(o.MaxPause)
+	last := start
+	mark := func(name string) {
+		now := time.Now()
+		res.Steps = append(res.Steps, Step{Name: name, Took: now.Sub(last), MS: float64(now.Sub(last).Microseconds()) / 1000})
+		last = now
+	}
+	journal("fencing")
+	held, err := fence(ctx, d, o, bouncers, deadline)
+	if err == nil {
+		journal("fenced")
+	}
+	mark("fence")
+	abort := func(reason error) error {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		uerr := unfence(uctx, d, o, bouncers, held)
+		// Back to the asynchronous apply the migration runs with.
+		if err := alterSub(uctx, r, d.replica, "apply asynchronously again", replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", "off"))); err != nil {
+			slog.Warn(err.Error())
+		}
+		res.Aborted, res.Reason = true, reason.Error()
+		res.PauseMS = float64(time.Since(start).Microseconds()) / 1000
+		if uerr != nil {
+			if o.Journal != nil {
+				_ = o.Journal.Record(d.name, state.Failed, "abandoned; the fence could not be lifted: "+uerr.Error(), nil)
+			}
+			return fmt.Errorf("%s abandoned (%v), and the fence could not be lifted: %v; lift it by hand (RESUME on pgbouncer, or the roles' LOGIN)", d.name, reason, uerr)
+		}
+		if o.Journal != nil {
+			_ = o.Journal.Record(d.name, state.Failed, "abandoned, fence lifted: "+reason.Error(), nil)
+		}
+		say("abandoned after %.0f ms, the fence lifted: the application writes to the %s again, nothing switched", res.PauseMS, d.primary.Side)
+		return fmt.Errorf("%s abandoned, nothing switched: %w", d.name, reason)
+	}
+	if err != nil {
+		return abort(err)
+	}
+
+	var fenceLSN pglogrepl.LSN
+	var lsn string
+	if err := d.primary.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		return abort(d.primary.Wrap("read the fence LSN", err))
+	}
+	fenceLSN, _ = pglogrepl.ParseLSN(lsn)
+	res.FenceLSN = lsn
+	flushWAL(ctx, d.primary)
+	if err := waitConfirmed(ctx, d.primary, d.currentSlot, fenceLSN, deadline); err != nil {
+		return abort(err)
+	}
+	mark("catch-up")
+	seq, err := sequence.Copy(ctx, r, d.primary, d.replica, 0)
+	if err != nil {
+		return abort(err)
+	}
+	res.Sequences += seq.Set
+	mark("sequences")
+	if time.Now().After(deadline) {
+		return abort(fmt.Errorf("the pause passed --max-pause %s before the switch", o.MaxPause))
+	}
+
+	// The switch: from here on the replica is the primary.
+	sub, err := replication.Find(ctx, d.replica, d.current)
+	if err != nil || sub == nil {
+		return abort(fmt.Errorf("%s: subscription %q vanished: %v", d.replica.Side, d.current, err))
+	}
+	if err := alterSub(ctx, r, d.replica, "stop subscription "+catalog.QuoteName(d.current), replication.AlterSubscriptionSQL(d.current, "DISABLE")); err != nil {
+		return abort(err)
+	}
+	// A disabled subscription's worker notices at its next wakeup (up to a
+	// second on 13); it has applied everything up to the fence and is idle,
+	// so end it now. Without the privilege, wait for it.
+	if _, err := d.replica.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_subscription WHERE subid = $1 AND pid IS NOT NULL`, sub.OID); err != nil {
+		slog.Debug(d.replica.Wrap("end the stopped subscription's worker", err).Error())
+	}
+	if err := waitWorkerGone(ctx, d.replica, sub.OID, deadline); err != nil {
+		_ = r.Exec(context.WithoutCancel(ctx), d.replica, "restart subscription "+catalog.QuoteName(d.current), replication.AlterSubscriptionSQL(d.current, "ENABLE"))
+		return abort(err)
+	}
+	var startAt string
+	if err := d.replica.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&startAt); err != nil {
+		_ = r.Exec(context.WithoutCancel(ctx), d.replica, "restart subscription "+catalog.QuoteName(d.current), replication.AlterSubscriptionSQL(d.current, "ENABLE"))
+		return abort(d.replica.Wrap("read the WAL position the way back starts at", err))
+	}
+	next, err := replication.Find(ctx, d.primary, d.next)
+	if err == nil && next == nil {
+		err = fmt.Errorf("%s: subscription %q for the way back is missing", d.primary.Side, d.next)
+	}
+	if err == nil {
+		advance := fmt.Sprintf("SELECT pg_catalog.pg_replication_origin_advance(%s, %s)", replication.QuoteLiteral(fmt.Sprintf("pg_%d", next.OID)), replication.QuoteLiteral(startAt))
+		err = r.Exec(ctx, d.primary, "start the way back at the replica's WAL position "+startAt, advance)
+	}
+	if err == nil {
+		err = r.Exec(ctx, d.primary, "enable subscription "+catalog.QuoteName(d.next), replication.AlterSubscriptionSQL(d.next, "ENABLE"))
+	}
+	if err != nil {
+		_ = r.Exec(context.WithoutCancel(ctx), d.replica, "restart subscription "+catalog.QuoteName(d.current), replication.AlterSubscriptionSQL(d.current, "ENABLE"))
+		return abort(err)
+	}
+	journal("switched")
+	mark("switch replication")
+	if err := routeTraffic(ctx, d, o, bouncers); err != nil {
+		// Replication already runs the other way: finishing is the only
+		// consistent end. Say what is left to do.
+		return fmt.Errorf("%s: replication switched to %s, but pointing the traffic failed: %w; point it by hand, then RESUME (a rerun of pgmove %s finishes it)", d.name, d.replica.Side, err, d.name)
+	}
+	mark("route traffic")
+	if err := resume(ctx, d, o, bouncers, held, true); err != nil {
+		return fmt.Errorf("%s: switched, but lifting the fence failed: %w; a rerun of pgmove %s finishes it", d.name, err, d.name)
+	}
+	mark("resume")
+	res.PauseMS = float64(time.Since(start).Microseconds()) / 1000
+	if o.Journal != nil {
+		_ = o.Journal.Record(d.name, state.Done, fmt.Sprintf("paused %.0f ms", res.PauseMS), map[string]string{"pause_ms": fmt.Sprintf("%.1f", res.PauseMS), "fence_lsn": lsn})
+	}
+	var parts []string
+	for _, s := range res.Steps {
+		parts = append(parts, fmt.Sprintf("%s %.0f ms", s.Name, s.MS))
+	}
+	say("done: the application was paused %.0f ms (%s); it now writes to the %s", res.PauseMS, strings.Join(parts, ", "), d.replica.Side)
+	aftercare(ctx, r, d, say)
+	return nil
+}
+
+// alterSub runs an ALTER SUBSCRIPTION that waits at most 5 s for its lock:
+// an apply worker stuck inside a transaction holds the subscription, and a
+// switch must not hang behind it.
+func alterSub(ctx context.Context, r cluster.Runner, c *cluster.Conn, what, sql string) error {
+	if r.DryRun {
+		return r.Exec(ctx, c, what, sql)
+	}
+	// In one implicit transaction: when the ALTER fails, the SET goes too.
+	return r.Exec(ctx, c, what, "SET lock_timeout = '5s'; "+sql+"; RESET lock_timeout", sql)
+}
+
+// aftercare restores the old subscription's asynchronous apply, detaches it
+// from its slot and drops that slot, which would otherwise keep WAL on the
+// old primary for ever; the next switch makes a new one.
+func aftercare(ctx context.Context, r cluster.Runner, d direction, say func(string, ...any)) {
+	steps := []struct {
+		c         *cluster.Conn
+		what, sql string
+	}{
+		{d.replica, "apply asynchronously again", replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", "off"))},
+		{d.replica, "detach subscription " + catalog.QuoteName(d.current) + " from its slot", replication.DetachSlotSQL(d.current)},
+	}
+	for _, s := range steps {
+		if err := r.Exec(ctx, s.c, s.what, s.sql); err != nil {
+			say("aftercare: %v", err)
+			return
+		}
+	}
+	if _, err := replication.DropSlot(ctx, r, d.primary, d.currentSlot); err != nil {
+		say("aftercare: %v; drop it by hand: %s", err, replication.DropSlotSQL(d.currentSlot))
+	}
+}
+
+// fence stops the application's writes on the primary. held says what was
+// done, for unfence.
+func fence(ctx context.Context, d direction, o Options, bouncers []*Bouncer, deadline time.Time) (held []string, err error) {
+	switch o.Fence {
+	case FencePgBouncer:
+		fctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		for _, b := range bouncers {
+			// PAUSE returns once every server connection of the database
+			// is released: running transactions end first.
+			if err := b.Command(fctx, "PAUSE "+bouncerIdent(o.BouncerDB)); err != nil {
+				if fctx.Err() != nil {
+					err = fmt.Errorf("pgbouncer %s: PAUSE did not complete within --max-pause %s (a long transaction?)", b.URL, o.MaxPause)
+				}
+				return held, err
+			}
+			held = append(held, b.URL)
+		}
+	case FenceDatabase:
+		// default_transaction_read_only is no fence: any session may SET
+		// transaction_read_only = off. A role that cannot log in, whose
+		// sessions are terminated, writes nothing.
+		for _, role := range o.AppRoles {
+			var canLogin bool
+			if err := d.primary.QueryRow(ctx, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", role).Scan(&canLogin); err != nil {
+				return held, d.primary.Wrap("read role "+role, err)
+			}
+			if !canLogin {
+				continue
+			}
+			if _, err := d.primary.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" NOLOGIN"); err != nil {
+				return held, d.primary.Wrap("fence role "+role, err)
+			}
+			held = append(held, role)
+		}
+		if _, err := d.primary.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+			WHERE usename = ANY($1) AND pid <> pg_catalog.pg_backend_pid()`, o.AppRoles); err != nil {
+			return held, d.primary.Wrap("terminate the application's sessions", err)
+		}
+		// Wait for them to be gone: a terminated backend still commits nothing.
+		for {
+			var n int
+			if err := d.primary.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY($1)`, o.AppRoles).Scan(&n); err != nil {
+				return held, d.primary.Wrap("wait for the application's sessions", err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return held, fmt.Errorf("%s: %d session(s) of %s still there after --max-pause", d.primary.Side, n, strings.Join(o.AppRoles, ", "))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return held, nil
+}
+
+// unfence lifts the fence on the primary after an abandoned switch.
+func unfence(ctx context.Context, d direction, o Options, bouncers []*Bouncer, held []string) error {
+	return resume(ctx, d, o, bouncers, held, false)
+}
+
+// resume lifts the fence. After a switch the database fence stays on the
+// old primary (it must take no writes now: it is the replica), and pgbouncer
+// resumes towards the new one.
+func resume(ctx context.Context, d direction, o Options, bouncers []*Bouncer, held []string, switched bool) error {
+	var errs []error
+	switch o.Fence {
+	case FencePgBouncer:
+		for _, b := range bouncers {
+			if err := b.Command(ctx, "RESUME "+bouncerIdent(o.BouncerDB)); err != nil && !alreadyResumed(err) {
+				errs = append(errs, err)
+			}
+		}
+	case FenceDatabase:
+		if !switched {
+			for _, role := range held {
+				if _, err := d.primary.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN"); err != nil {
+					errs = append(errs, d.primary.Wrap("lift the fence of role "+role, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// alreadyResumed: RESUME of a database that is not paused is an error to
+// pgbouncer, and the state wanted.
+func alreadyResumed(err error) bool { return strings.Contains(err.Error(), "not paused") }
+
+// routeTraffic points the application at the new primary: the pgbouncer
+// entry and RELOAD, and the user's hook.
+func routeTraffic(ctx context.Context, d direction, o Options, bouncers []*Bouncer) error {
+	if o.BouncerINI != "" {
+		if err := WriteRoute(o.BouncerINI, o.BouncerDB, d.route); err != nil {
+			return err
+		}
+		for _, b := range bouncers {
+			if err := b.Command(ctx, "RELOAD"); err != nil {
+				return err
+			}
+		}
+	}
+	if o.SwitchHook != "" {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", o.SwitchHook)
+		cmd.Env = append(os.Environ(), "PGMOVE_DIRECTION="+d.name, "PGMOVE_HOST="+d.route.Host, "PGMOVE_PORT="+d.route.Port, "PGMOVE_DBNAME="+d.route.DB)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("--switch-hook: %v: %s", err, cluster.OneLine(string(out)))
+		}
+	}
+	return nil
+}
+
+// slotLag is how far the slot's confirmed position is behind the server's WAL.
+func slotLag(ctx context.Context, c *cluster.Conn, slot string) (int64, error) {
+	var lag *int64
+	err := c.QueryRow(ctx, `SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
+		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%s: replication slot %q does not exist: the subscription cannot be streaming", c.Side, slot)
+	}
+	if err != nil {
+		return 0, c.Wrap("read the slot's lag", err)
+	}
+	if lag == nil {
+		return 0, fmt.Errorf("%s: replication slot %q has no confirmed position yet", c.Side, slot)
+	}
+	return *lag, nil
+}
+
+// flushWAL makes the primary flush its WAL up to now: the walsender sends
+// only flushed WAL, and what an asynchronous commit or a background process
+// left unflushed would wait for the WAL writer (wal_writer_delay, 200 ms by
+// default) inside the pause. A transactional logical message committed
+// synchronously flushes everything before it; it touches no table and
+// pgoutput does not send it. Without the privilege, the wait is longer.
+func flushWAL(ctx context.Context, c *cluster.Conn) {
+	_, err := c.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_catalog.pg_logical_emit_message(true, 'pgmove', 'fence'); COMMIT")
+	if err != nil {
+		_, _ = c.Exec(ctx, "ROLLBACK")
+		slog.Debug(c.Wrap("flush the WAL at the fence", err).Error())
+	}
+}
+
+// waitConfirmed waits until the slot's subscriber confirmed it flushed
+// everything up to lsn: the proof the replica applied every commit before
+// the fence (the apply commits synchronously during the switch).
+func waitConfirmed(ctx context.Context, c *cluster.Conn, slot string, lsn pglogrepl.LSN, deadline time.Time) error {
+	for {
+		st, err := replication.ReadSlot(ctx, c, slot)
+		if err != nil {
+			return err
+		}
+		if !st.Exists {
+			return fmt.Errorf("%s: replication slot %q is gone", c.Side, slot)
+		}
+		if st.ConfirmedFlush >= lsn {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the replica had not applied up to the fence LSN %s within --max-pause (confirmed %s)", lsn, st.ConfirmedFlush)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitApplying waits for the subscription's apply worker (it restarts after
+// an option change).
+func waitApplying(ctx context.Context, c *cluster.Conn, subOID uint32, limit time.Duration) error {
+	end := time.Now().Add(limit)
+	for {
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subid = $1 AND pid IS NOT NULL AND relid IS NULL`, subOID).Scan(&n); err != nil {
+			return c.Wrap("read the subscription's workers", err)
+		}
+		if n > 0 {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%s: the subscription's apply worker did not come back within %s after its restart", c.Side, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitWorkerGone waits for a disabled subscription's apply worker to exit:
+// until then it may still commit.
+func waitWorkerGone(ctx context.Context, c *cluster.Conn, subOID uint32, deadline time.Time) error {
+	for {
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subid = $1 AND pid IS NOT NULL`, subOID).Scan(&n); err != nil {
+			return c.Wrap("read the subscription's workers", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline.Add(time.Second)) {
+			return fmt.Errorf("%s: the apply worker of the stopped subscription did not exit", c.Side)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// describePause prints, for --dry-run, what the pause would do.
+func describePause(d direction, o Options) {
+	w := o.Out
+	fmt.Fprintf(w, "-- the pause (at most %s):\n", o.MaxPause)
+	switch o.Fence {
+	case FencePgBouncer:
+		for _, u := range o.Bouncers {
+			fmt.Fprintf(w, "-- pgbouncer %s: PAUSE %s;\n", config.Redact(u), bouncerIdent(o.BouncerDB))
+		}
+	case FenceDatabase:
+		for _, role := range o.AppRoles {
+			fmt.Fprintf(w, "-- %s: ALTER ROLE %s NOLOGIN;\n", d.primary.Side, pgx.Identifier{role}.Sanitize())
+		}
+		fmt.Fprintf(w, "-- %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN (%s);\n", d.primary.Side, strings.Join(o.AppRoles, ", "))
+	default:
+		fmt.Fprintln(w, "-- no fence: the application's writes must have stopped")
+	}
+	fmt.Fprintf(w, "-- %s: SELECT pg_current_wal_lsn();  -- the fence LSN\n", d.primary.Side)
+	fmt.Fprintf(w, "-- wait until slot %s confirms the fence LSN\n", d.currentSlot)
+	fmt.Fprintf(w, "-- %s -> %s: sequences (setval, never backwards)\n", d.primary.Side, d.replica.Side)
+	fmt.Fprintf(w, "-- %s:\n%s;\n", d.replica.Side, replication.AlterSubscriptionSQL(d.current, "DISABLE"))
+	fmt.Fprintf(w, "-- %s: SELECT pg_replication_origin_advance('pg_<oid of %s>', <%s's pg_current_wal_lsn()>);\n%s;\n", d.primary.Side, d.next, d.replica.Side, replication.AlterSubscriptionSQL(d.next, "ENABLE"))
+	if o.BouncerINI != "" {
+		fmt.Fprintf(w, "-- %s: entry %s = %s, then RELOAD\n", o.BouncerINI, o.BouncerDB, d.route)
+	}
+	if o.SwitchHook != "" {
+		fmt.Fprintf(w, "-- run --switch-hook: %s\n", o.SwitchHook)
+	}
+	if o.Fence == FencePgBouncer {
+		fmt.Fprintf(w, "-- pgbouncer: RESUME %s;\n", bouncerIdent(o.BouncerDB))
+	}
+}
+
+// recoverInterrupted finishes or undoes a switch a killed pgmove left
+// inside its pause, from the journal: a fence held before the switch is
+// lifted; a switch made is finished (traffic pointed, fence lifted).
+func recoverInterrupted(ctx context.Context, d direction, o Options, res *Result, say func(string, ...any)) (bool, error) {
+	if o.Journal == nil {
+		return false, nil
+	}
+	last, err := o.Journal.Last(d.name)
+	if err != nil || last == nil || last.Status != state.Started {
+		return false, err
+	}
+	stage := last.Data["stage"]
+	if stage != "fencing" && stage != "fenced" && stage != "switched" {
+		return false, nil
+	}
+	was := Options{Fence: last.Data["fence"], BouncerDB: last.Data["pgbouncer_db"], BouncerINI: last.Data["pgbouncer_ini"], Out: o.Out}
+	if s := last.Data["pgbouncer"]; s != "" {
+		was.Bouncers = strings.Split(s, "\n")
+	}
+	var roles []string
+	if s := last.Data["roles"]; s != "" {
+		roles = strings.Split(s, ",")
+	}
+	var bouncers []*Bouncer
+	defer func() {
+		for _, b := range bouncers {
+			b.Close()
+		}
+	}()
+	for _, u := range was.Bouncers {
+		b, err := ConnectBouncer(ctx, u)
+		if err != nil {
+			return true, fmt.Errorf("an interrupted %s left a fence: %w", d.name, err)
+		}
+		bouncers = append(bouncers, b)
+	}
+	if stage == "switched" {
+		if err := routeTraffic(ctx, d, was, bouncers); err != nil {
+			return true, err
+		}
+		if err := resume(ctx, d, was, bouncers, roles, true); err != nil {
+			return true, err
+		}
+		res.Recovered = "an interrupted " + d.name + " had switched the replication: finished it (traffic pointed at the " + string(d.replica.Side) + ", fence lifted)"
+		_ = o.Journal.Record(d.name, state.Done, res.Recovered, nil)
+		say("%s", res.Recovered)
+		aftercare(ctx, cluster.Runner{Out: o.Out}, d, say)
+		return true, nil
+	}
+	if err := resume(ctx, d, was, bouncers, roles, false); err != nil {
+		return true, err
+	}
+	// The apply may still commit synchronously: harmless, restored next time.
+	res.Recovered = "an interrupted " + d.name + " held the fence before switching: lifted it, nothing was switched; the application writes to the " + string(d.primary.Side)
+	_ = o.Journal.Record(d.name, state.Failed, res.Recovered, nil)
+	say("%s; rerun pgmove %s to switch", res.Recovered, d.name)
+	return true, nil
+}
