@@ -19,6 +19,7 @@ import (
 // acknowledged, the failures, and the longest gap between two commits.
 type appWriter struct {
 	table  string
+	note   string // the rows' note
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -29,13 +30,18 @@ type appWriter struct {
 
 func startAppWriter(t *testing.T, url, table string, every time.Duration) *appWriter {
 	t.Helper()
+	return startAppWriterAt(t, func() string { return url }, table, "w", every)
+}
+
+// startAppWriterAt is startAppWriter reading, at every (re)connect, where
+// the application is pointed now.
+func startAppWriterAt(t *testing.T, url func() string, table, note string, every time.Duration) *appWriter {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &appWriter{table: table, cancel: cancel}
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
+	w := &appWriter{table: table, note: note, cancel: cancel}
+	if _, err := pgx.ParseConfig(url()); err != nil {
 		t.Fatal(err)
 	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -48,7 +54,12 @@ func startAppWriter(t *testing.T, url, table string, every time.Duration) *appWr
 		last := time.Now()
 		for ctx.Err() == nil {
 			if conn == nil {
-				if conn, err = pgx.ConnectConfig(ctx, cfg); err != nil {
+				cfg, err := pgx.ParseConfig(url())
+				if err == nil {
+					cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+					conn, err = pgx.ConnectConfig(ctx, cfg)
+				}
+				if err != nil {
 					w.fail(ctx, err)
 					conn = nil
 					time.Sleep(every)
@@ -57,7 +68,7 @@ func startAppWriter(t *testing.T, url, table string, every time.Duration) *appWr
 			}
 			var id int64
 			qctx, qcancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := conn.QueryRow(qctx, "INSERT INTO "+table+" (note) VALUES ('w') RETURNING id").Scan(&id)
+			err := conn.QueryRow(qctx, "INSERT INTO "+table+" (note) VALUES ($1) RETURNING id", note).Scan(&id)
 			qcancel()
 			if err != nil {
 				w.fail(ctx, err)

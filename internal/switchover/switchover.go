@@ -374,13 +374,6 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 		}
 		bouncers = append(bouncers, b)
 	}
-	journal := func(stage string) {
-		if o.Journal != nil {
-			_ = o.Journal.Record(d.name, state.Started, stage, map[string]string{"stage": stage, "fence": o.Fence,
-				"pgbouncer": strings.Join(o.Bouncers, "\n"), "pgbouncer_db": o.BouncerDB, "roles": strings.Join(o.AppRoles, ","),
-				"pgbouncer_ini": o.BouncerINI})
-		}
-	}
 	start := time.Now()
 	deadline := start.Add(o.MaxPause)
 	last := start
@@ -389,8 +382,25 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 		res.Steps = append(res.Steps, Step{Name: name, Took: now.Sub(last), MS: float64(now.Sub(last).Microseconds()) / 1000})
 		last = now
 	}
+	// The roles the database fence takes LOGIN from: those that have it
+	// now, journaled before the fence, so a rerun after a kill gives LOGIN
+	// back to these and to no role that never had it.
+	var held []string
+	if o.Fence == FenceDatabase {
+		var err error
+		if held, err = loginRoles(ctx, d.primary, o.AppRoles); err != nil {
+			return err
+		}
+	}
+	journal := func(stage string) {
+		if o.Journal != nil {
+			_ = o.Journal.Record(d.name, state.Started, stage, map[string]string{"stage": stage, "fence": o.Fence,
+				"pgbouncer": strings.Join(o.Bouncers, "\n"), "pgbouncer_db": o.BouncerDB, "roles": strings.Join(held, ","),
+				"pgbouncer_ini": o.BouncerINI})
+		}
+	}
 	journal("fencing")
-	held, err := fence(ctx, d, o, bouncers, deadline)
+	err := fence(ctx, d, o, bouncers, held, deadline)
 	if err == nil {
 		journal("fenced")
 	}
@@ -483,6 +493,9 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	}
 	journal("switched")
 	mark("switch replication")
+	if err := liftOnReplica(ctx, d, o.Journal, say); err != nil {
+		return fmt.Errorf("%s: replication switched to %s, but %w; give them LOGIN there by hand (a rerun of pgmove %s finishes it)", d.name, d.replica.Side, err, d.name)
+	}
 	if err := routeTraffic(ctx, d, o, bouncers); err != nil {
 		// Replication already runs the other way: finishing is the only
 		// consistent end. Say what is left to do.
@@ -495,7 +508,8 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	mark("resume")
 	res.PauseMS = float64(time.Since(start).Microseconds()) / 1000
 	if o.Journal != nil {
-		_ = o.Journal.Record(d.name, state.Done, fmt.Sprintf("paused %.0f ms", res.PauseMS), map[string]string{"pause_ms": fmt.Sprintf("%.1f", res.PauseMS), "fence_lsn": lsn})
+		_ = o.Journal.Record(d.name, state.Done, fmt.Sprintf("paused %.0f ms", res.PauseMS), map[string]string{"pause_ms": fmt.Sprintf("%.1f", res.PauseMS), "fence_lsn": lsn,
+			"fenced_roles": strings.Join(held, ",")})
 	}
 	var parts []string
 	for _, s := range res.Steps {
@@ -539,9 +553,9 @@ func aftercare(ctx context.Context, r cluster.Runner, d direction, say func(stri
 	}
 }
 
-// fence stops the application's writes on the primary. held says what was
-// done, for unfence.
-func fence(ctx context.Context, d direction, o Options, bouncers []*Bouncer, deadline time.Time) (held []string, err error) {
+// fence stops the application's writes on the primary; --fence database
+// takes LOGIN from roles (those of the app roles that have it).
+func fence(ctx context.Context, d direction, o Options, bouncers []*Bouncer, roles []string, deadline time.Time) error {
 	switch o.Fence {
 	case FencePgBouncer:
 		fctx, cancel := context.WithDeadline(ctx, deadline)
@@ -553,47 +567,86 @@ func fence(ctx context.Context, d direction, o Options, bouncers []*Bouncer, dea
 				if fctx.Err() != nil {
 					err = fmt.Errorf("pgbouncer %s: PAUSE did not complete within --max-pause %s (a long transaction?)", b.URL, o.MaxPause)
 				}
-				return held, err
+				return err
 			}
-			held = append(held, b.URL)
 		}
 	case FenceDatabase:
 		// default_transaction_read_only is no fence: any session may SET
 		// transaction_read_only = off. A role that cannot log in, whose
 		// sessions are terminated, writes nothing.
-		for _, role := range o.AppRoles {
-			var canLogin bool
-			if err := d.primary.QueryRow(ctx, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", role).Scan(&canLogin); err != nil {
-				return held, d.primary.Wrap("read role "+role, err)
-			}
-			if !canLogin {
-				continue
-			}
+		for _, role := range roles {
 			if _, err := d.primary.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" NOLOGIN"); err != nil {
-				return held, d.primary.Wrap("fence role "+role, err)
+				return d.primary.Wrap("fence role "+role, err)
 			}
-			held = append(held, role)
 		}
 		if _, err := d.primary.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
 			WHERE usename = ANY($1) AND pid <> pg_catalog.pg_backend_pid()`, o.AppRoles); err != nil {
-			return held, d.primary.Wrap("terminate the application's sessions", err)
+			return d.primary.Wrap("terminate the application's sessions", err)
 		}
 		// Wait for them to be gone: a terminated backend still commits nothing.
 		for {
 			var n int
 			if err := d.primary.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = ANY($1)`, o.AppRoles).Scan(&n); err != nil {
-				return held, d.primary.Wrap("wait for the application's sessions", err)
+				return d.primary.Wrap("wait for the application's sessions", err)
 			}
 			if n == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
-				return held, fmt.Errorf("%s: %d session(s) of %s still there after --max-pause", d.primary.Side, n, strings.Join(o.AppRoles, ", "))
+				return fmt.Errorf("%s: %d session(s) of %s still there after --max-pause", d.primary.Side, n, strings.Join(o.AppRoles, ", "))
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	return held, nil
+	return nil
+}
+
+// loginRoles are those of roles that may log in on c now: the ones the
+// database fence takes LOGIN from.
+func loginRoles(ctx context.Context, c *cluster.Conn, roles []string) ([]string, error) {
+	var out []string
+	for _, role := range roles {
+		var canLogin bool
+		err := c.QueryRow(ctx, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", role).Scan(&canLogin)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("%s: --app-role %q does not exist there: name the application's roles", c.Side, role)
+		}
+		if err != nil {
+			return nil, c.Wrap("read role "+role, err)
+		}
+		if canLogin {
+			out = append(out, role)
+		}
+	}
+	return out, nil
+}
+
+// liftOnReplica gives LOGIN back, on the replica that becomes the primary,
+// to the roles the switch the other way fenced there (a rollback lifts the
+// database fence the switchover left on the source, and a second
+// switchover the one the rollback left on the target): the journal's last
+// completed switch the other way names them.
+func liftOnReplica(ctx context.Context, d direction, j Journal, say func(string, ...any)) error {
+	if j == nil {
+		return nil
+	}
+	other := "rollback"
+	if d.name == "rollback" {
+		other = "switchover"
+	}
+	last, err := j.Last(other)
+	if err != nil || last == nil || last.Status != state.Done || last.Data["fenced_roles"] == "" {
+		return err
+	}
+	var lifted []string
+	for _, role := range strings.Split(last.Data["fenced_roles"], ",") {
+		if _, err := d.replica.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN"); err != nil {
+			return d.replica.Wrap("lift the fence the "+other+" left on role "+role, err)
+		}
+		lifted = append(lifted, role)
+	}
+	say("the fence the %s left on the %s lifted: %s may log in there again", other, d.replica.Side, strings.Join(lifted, ", "))
+	return nil
 }
 
 // unfence lifts the fence on the primary after an abandoned switch.
@@ -765,6 +818,9 @@ func describePause(d direction, o Options) {
 	fmt.Fprintf(w, "-- %s -> %s: sequences (setval, never backwards)\n", d.primary.Side, d.replica.Side)
 	fmt.Fprintf(w, "-- %s:\n%s;\n", d.replica.Side, replication.AlterSubscriptionSQL(d.current, "DISABLE"))
 	fmt.Fprintf(w, "-- %s: SELECT pg_replication_origin_advance('pg_<oid of %s>', <%s's pg_current_wal_lsn()>);\n%s;\n", d.primary.Side, d.next, d.replica.Side, replication.AlterSubscriptionSQL(d.next, "ENABLE"))
+	if o.Fence == FenceDatabase {
+		fmt.Fprintf(w, "-- %s: ALTER ROLE ... LOGIN for the roles a database fence the other way left there (from the journal)\n", d.replica.Side)
+	}
 	if o.BouncerINI != "" {
 		fmt.Fprintf(w, "-- %s: entry %s = %s, then RELOAD\n", o.BouncerINI, o.BouncerDB, d.route)
 	}
@@ -813,6 +869,9 @@ func recoverInterrupted(ctx context.Context, d direction, o Options, res *Result
 		bouncers = append(bouncers, b)
 	}
 	if stage == "switched" {
+		if err := liftOnReplica(ctx, d, o.Journal, say); err != nil {
+			return true, err
+		}
 		if err := routeTraffic(ctx, d, was, bouncers); err != nil {
 			return true, err
 		}
@@ -820,7 +879,7 @@ func recoverInterrupted(ctx context.Context, d direction, o Options, res *Result
 			return true, err
 		}
 		res.Recovered = "an interrupted " + d.name + " had switched the replication: finished it (traffic pointed at the " + string(d.replica.Side) + ", fence lifted)"
-		_ = o.Journal.Record(d.name, state.Done, res.Recovered, nil)
+		_ = o.Journal.Record(d.name, state.Done, res.Recovered, map[string]string{"fenced_roles": strings.Join(roles, ",")})
 		say("%s", res.Recovered)
 		aftercare(ctx, cluster.Runner{Out: o.Out}, d, say)
 		return true, nil
