@@ -142,7 +142,27 @@ func waitEqual(t *testing.T, p *pair, table string, primaryIsSource bool) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d of the %d rows up to id %d reached the other side in 60s", table, got, want, top)
+			// Which rows differ, for the diagnosis.
+			ids := func(s *pgserver.Server, db string) map[int64]string {
+				m := map[int64]string{}
+				for _, row := range pgtest.QueryRows(t, s, db, fmt.Sprintf("SELECT id, at::text FROM %s WHERE id <= %d", table, top)) {
+					m[row[0].(int64)] = row[1].(string)
+				}
+				return m
+			}
+			a, b := ids(from, fromDB), ids(to, toDB)
+			var only []string
+			for id, at := range b {
+				if _, ok := a[id]; !ok && len(only) < 10 {
+					only = append(only, fmt.Sprintf("%d (%s) only on %s", id, at, toDB))
+				}
+			}
+			for id, at := range a {
+				if _, ok := b[id]; !ok && len(only) < 20 {
+					only = append(only, fmt.Sprintf("%d (%s) only on %s", id, at, fromDB))
+				}
+			}
+			t.Fatalf("%s: %d of the %d rows up to id %d reached the other side in 60s; %s", table, got, want, top, strings.Join(only, ", "))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
