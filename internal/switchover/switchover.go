@@ -431,14 +431,12 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 		return abort(err)
 	}
 
-	var fenceLSN pglogrepl.LSN
-	var lsn string
-	if err := d.primary.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		return abort(d.primary.Wrap("read the fence LSN", err))
+	lsn, err := fencePoint(ctx, d.primary)
+	if err != nil {
+		return abort(err)
 	}
-	fenceLSN, _ = pglogrepl.ParseLSN(lsn)
+	fenceLSN, _ := pglogrepl.ParseLSN(lsn)
 	res.FenceLSN = lsn
-	flushWAL(ctx, d.primary)
 	if err := waitConfirmed(ctx, d.primary, d.currentSlot, fenceLSN, deadline); err != nil {
 		return abort(err)
 	}
@@ -472,7 +470,9 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 		return abort(err)
 	}
 	var startAt string
-	if err := d.replica.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&startAt); err != nil {
+	// Past every commit the replica made so far (the apply's asynchronous
+	// ones too, inserted but maybe not yet written): none of them goes back.
+	if err := d.replica.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text").Scan(&startAt); err != nil {
 		_ = r.Exec(context.WithoutCancel(ctx), d.replica, "restart subscription "+catalog.QuoteName(d.current), replication.AlterSubscriptionSQL(d.current, "ENABLE"))
 		return abort(d.replica.Wrap("read the WAL position the way back starts at", err))
 	}
@@ -723,18 +723,30 @@ func slotLag(ctx context.Context, c *cluster.Conn, slot string) (int64, error) {
 	return *lag, nil
 }
 
-// flushWAL makes the primary flush its WAL up to now: the walsender sends
-// only flushed WAL, and what an asynchronous commit or a background process
-// left unflushed would wait for the WAL writer (wal_writer_delay, 200 ms by
-// default) inside the pause. A transactional logical message committed
-// synchronously flushes everything before it; it touches no table and
-// pgoutput does not send it. Without the privilege, the wait is longer.
-func flushWAL(ctx context.Context, c *cluster.Conn) {
+// fencePoint is the WAL position the replica must confirm once the writers
+// are fenced: past the commit record of every transaction the application
+// was told committed. With synchronous_commit = off (common, and the
+// primary's own setting decides) a commit is acknowledged as soon as its
+// record is inserted, before it is written: pg_current_wal_lsn(), the write
+// position, may then trail acknowledged commits, and a replica confirming
+// it would not have them. So the WAL is flushed first, by a transactional
+// logical message committed synchronously (it touches no table and pgoutput
+// does not send it), and the position read after it covers every earlier
+// commit; the walsender sends only flushed WAL, so this also spares the
+// wait for the WAL writer (wal_writer_delay) inside the pause. Without the
+// privilege for the message, the insert position is the fence: it covers
+// every inserted commit too, and the WAL writer flushes it.
+func fencePoint(ctx context.Context, c *cluster.Conn) (string, error) {
+	var lsn string
 	_, err := c.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_catalog.pg_logical_emit_message(true, 'pgmove', 'fence'); COMMIT")
-	if err != nil {
-		_, _ = c.Exec(ctx, "ROLLBACK")
-		slog.Debug(c.Wrap("flush the WAL at the fence", err).Error())
+	if err == nil {
+		err = c.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&lsn)
+		return lsn, c.Wrap("read the fence LSN", err)
 	}
+	_, _ = c.Exec(ctx, "ROLLBACK")
+	slog.Debug(c.Wrap("flush the WAL at the fence", err).Error())
+	err = c.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text").Scan(&lsn)
+	return lsn, c.Wrap("read the fence LSN", err)
 }
 
 // waitConfirmed waits until the slot's subscriber confirmed it flushed
@@ -813,11 +825,12 @@ func describePause(d direction, o Options) {
 	default:
 		fmt.Fprintln(w, "-- no fence: the application's writes must have stopped")
 	}
-	fmt.Fprintf(w, "-- %s: SELECT pg_current_wal_lsn();  -- the fence LSN\n", d.primary.Side)
+	fmt.Fprintf(w, "-- %s: BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_logical_emit_message(true, 'pgmove', 'fence'); COMMIT;\n", d.primary.Side)
+	fmt.Fprintf(w, "-- %s: SELECT pg_current_wal_lsn();  -- the fence LSN, past every acknowledged commit\n", d.primary.Side)
 	fmt.Fprintf(w, "-- wait until slot %s confirms the fence LSN\n", d.currentSlot)
 	fmt.Fprintf(w, "-- %s -> %s: sequences (setval, never backwards)\n", d.primary.Side, d.replica.Side)
 	fmt.Fprintf(w, "-- %s:\n%s;\n", d.replica.Side, replication.AlterSubscriptionSQL(d.current, "DISABLE"))
-	fmt.Fprintf(w, "-- %s: SELECT pg_replication_origin_advance('pg_<oid of %s>', <%s's pg_current_wal_lsn()>);\n%s;\n", d.primary.Side, d.next, d.replica.Side, replication.AlterSubscriptionSQL(d.next, "ENABLE"))
+	fmt.Fprintf(w, "-- %s: SELECT pg_replication_origin_advance('pg_<oid of %s>', <%s's pg_current_wal_insert_lsn()>);\n%s;\n", d.primary.Side, d.next, d.replica.Side, replication.AlterSubscriptionSQL(d.next, "ENABLE"))
 	if o.Fence == FenceDatabase {
 		fmt.Fprintf(w, "-- %s: ALTER ROLE ... LOGIN for the roles a database fence the other way left there (from the journal)\n", d.replica.Side)
 	}
