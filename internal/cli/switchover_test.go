@@ -238,7 +238,7 @@ func TestSwitchoverPgBouncer(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(200 * time.Millisecond)
-			r = p.run(append([]string{"switchover", "--max-pause", "500ms"}, flags...)...)
+			r = p.run(append([]string{"switchover", "--max-pause", "500ms", "--max-lag", "1GB"}, flags...)...)
 			if r.code != 1 || !strings.Contains(r.stderr, "abandoned, nothing switched") || !strings.Contains(r.stdout, "the fence lifted") {
 				t.Fatalf("a switchover whose target cannot catch up: %s", r)
 			}
