@@ -14,6 +14,7 @@ import (
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/copy"
 	"github.com/pgmove/pgmove/internal/replication"
+	"github.com/pgmove/pgmove/internal/switchover"
 )
 
 type removeOptions struct {
@@ -159,6 +160,8 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 			s.note("source_reachable", false)
 			left := fmt.Sprintf("publication %q and replication slot %q may remain on the source, the slot keeping WAL until dropped: when it is back, run pgmove cleanup again, or on the source: %s; %s;",
 				s.m.PubName, s.m.SlotName, replication.DropPublicationSQL(s.m.PubName), replication.DropSlotSQL(s.m.SlotName))
+			_, backSub, backSlot := switchover.ReverseNames(s.m)
+			left += fmt.Sprintf(" after a switchover, also the way back: on the source %s; then on the target %s;", replication.DropSubscriptionSQL(backSub), replication.DropSlotSQL(backSlot))
 			fmt.Fprintln(s.g.stdout, "the source was unreachable: "+left)
 			if o.dryRun {
 				return msg + "; " + left, nil, nil
@@ -199,6 +202,11 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 				done = append(done, fmt.Sprintf("replication slot %q dropped", sl.Name))
 			}
 		}
+		back, err := cleanupReverse(ctx, s, o.dryRun)
+		if err != nil {
+			return "", nil, err
+		}
+		done = append(done, back...)
 		if len(done) == 0 {
 			done = append(done, "nothing else to drop on the source")
 		}
@@ -210,6 +218,46 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 		}
 		return msg + "; " + out, nil, nil
 	})
+}
+
+// cleanupReverse drops the way back a switchover made: the source's
+// subscription to the target, and the target's publication and slot (a
+// slot left there keeps WAL on the new primary for ever). After it, no
+// rollback is possible.
+func cleanupReverse(ctx context.Context, s *session, dryRun bool) ([]string, error) {
+	pub, sub, slot := switchover.ReverseNames(s.m)
+	r := s.runner(dryRun)
+	var done []string
+	res, err := replication.RemoveSubscription(ctx, r, s.src, s.dst, sub)
+	if err != nil {
+		return nil, err
+	}
+	if res.Dropped {
+		done = append(done, fmt.Sprintf("the way back's subscription %q dropped on the source", sub))
+	}
+	dropped, err := replication.DropPublication(ctx, r, s.dst, pub)
+	if err != nil {
+		return nil, err
+	}
+	if dropped {
+		done = append(done, fmt.Sprintf("the way back's publication %q dropped on the target", pub))
+	}
+	slots, err := catalog.Slots(ctx, s.dst)
+	if err != nil {
+		return nil, err
+	}
+	for _, sl := range slots {
+		if sl.Name == slot && !slices.Contains(res.SlotsDropped, slot) {
+			ok, err := replication.DropSlot(ctx, r, s.dst, slot)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				done = append(done, fmt.Sprintf("the way back's replication slot %q dropped on the target", slot))
+			}
+		}
+	}
+	return done, nil
 }
 
 func quoteAll(names []string) []string {

@@ -3,15 +3,20 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/progress"
+	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/state"
+	"github.com/pgmove/pgmove/internal/switchover"
 )
 
 type statusOptions struct{ json bool }
@@ -82,6 +87,7 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 		st.LastSteps = append(st.LastSteps, last[step])
 	}
 	done := func(step string) bool { e, ok := last[step]; return ok && e.Status == state.Done }
+	doneAfter := func(step string, t time.Time) bool { return done(step) && last[step].Time.After(t) }
 
 	if s.src != nil {
 		pubs, err := catalog.Publications(ctx, s.src)
@@ -105,7 +111,31 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 		st.Progress = rep.Summary()
 	}
 	pub, sub := st.Publication != nil && *st.Publication, rep.Subscribed()
+	sw := lastSwitch(last)
 	switch {
+	case sw != nil && sw.Status == state.Started:
+		// A pgmove killed inside the pause: the fence may hold the
+		// application; the rerun finishes or undoes it.
+		stage := sw.Data["stage"]
+		if stage == "switched" {
+			st.Phase = "interrupted " + sw.Step + ": the replication was switched, the traffic may not be"
+			st.Problems = append([]string{"an interrupted " + sw.Step + " switched the replication but may not have pointed the traffic or lifted the fence: rerun pgmove " + sw.Step + " (it finishes it)"}, st.Problems...)
+		} else {
+			st.Phase = "interrupted " + sw.Step + ": inside the pause, nothing switched"
+			st.Problems = append([]string{"an interrupted " + sw.Step + " may hold the fence (" + sw.Data["fence"] + "): the application cannot write; rerun pgmove " + sw.Step + " (it lifts the fence, then you can switch again)"}, st.Problems...)
+		}
+		st.Next = "rerun pgmove " + sw.Step
+	case sw != nil && sw.Step == "switchover" && sw.Status == state.Done && !doneAfter("cleanup", sw.Time):
+		st.Phase = "switched over: the application writes to the target, replication runs back to the source"
+		// The forward subscription is stopped on purpose: its signals
+		// are not problems now; the way back's are.
+		st.Problems = nil
+		back, problems, err := wayBack(ctx, s)
+		if err != nil {
+			return err
+		}
+		st.Progress, st.Problems = back, problems
+		st.Next = "verify (pgmove compare --checksum); then pgmove rollback to go back, or pgmove cleanup to keep the target (it ends the way back)"
 	case st.Publication == nil || st.Subscription == nil:
 		down := "source"
 		if st.Subscription == nil {
@@ -164,6 +194,60 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	}
 	fmt.Fprintf(w, "next       %s\n", st.Next)
 	return statusExit(st)
+}
+
+// lastSwitch is the latest switchover or rollback event, nil when none.
+func lastSwitch(last map[string]state.Event) *state.Event {
+	var out *state.Event
+	for _, step := range []string{"switchover", "rollback"} {
+		if e, ok := last[step]; ok && (out == nil || e.Time.After(out.Time)) {
+			out = &e
+		}
+	}
+	return out
+}
+
+// wayBack says how the replication from the target back to the source
+// runs after a switchover, and what is wrong with it: the rollback needs it
+// streaming. What cannot be read is unknown, not fine.
+func wayBack(ctx context.Context, s *session) (string, []string, error) {
+	_, sub, slot := switchover.ReverseNames(s.m)
+	if s.src == nil || s.dst == nil {
+		return "the way back: unknown (a side is unreachable)", []string{"a side is unreachable: the way back's state is unknown"}, nil
+	}
+	found, err := replication.Find(ctx, s.src, sub)
+	if err != nil {
+		return "", nil, err
+	}
+	if found == nil {
+		return "the way back: none", []string{fmt.Sprintf("subscription %q (the way back) does not exist on the source: no rollback is possible", sub)}, nil
+	}
+	var workers int
+	if err := s.src.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subid = $1 AND pid IS NOT NULL`, found.OID).Scan(&workers); err != nil {
+		return "", nil, s.src.Wrap("read the way back's worker", err)
+	}
+	var lag *int64
+	err = s.dst.QueryRow(ctx, `SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::int8
+		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lag)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, s.dst.Wrap("read the way back's slot", err)
+	}
+	var problems []string
+	switch {
+	case !found.Enabled:
+		problems = append(problems, fmt.Sprintf("subscription %q (the way back) is disabled on the source: writes on the target do not reach it; pgmove rollback refuses until it streams (ALTER SUBSCRIPTION %s ENABLE)", sub, catalog.QuoteName(sub)))
+	case workers == 0:
+		problems = append(problems, fmt.Sprintf("subscription %q (the way back) has no worker on the source: its log says why", sub))
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		problems = append(problems, fmt.Sprintf("replication slot %q (the way back) is missing on the target: no rollback is possible", slot))
+		return "the way back: broken", problems, nil
+	}
+	l := "unknown"
+	if lag != nil {
+		l = check.PrettyBytes(*lag)
+	}
+	return fmt.Sprintf("the way back: subscription %s on the source, lag %s", sub, l), problems, nil
 }
 
 // statusExit is exit 3 while the migration has a problem (a side

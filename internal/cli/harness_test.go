@@ -114,10 +114,14 @@ func (p *pair) must(args ...string) result {
 func (p *pair) objectsLeft() []string {
 	p.t.Helper()
 	var left []string
-	for _, row := range pgtest.QueryRows(p.t, p.src, "meta", "SELECT 'publication ' || pubname FROM pg_publication UNION ALL SELECT 'slot ' || slot_name FROM pg_replication_slots") {
+	// Both ways: a switchover makes a subscription on the source and a
+	// publication and slot on the target.
+	q := `SELECT 'publication ' || pubname FROM pg_publication UNION ALL SELECT 'slot ' || slot_name FROM pg_replication_slots
+		UNION ALL SELECT 'subscription ' || subname FROM pg_subscription UNION ALL SELECT 'origin ' || roname FROM pg_replication_origin`
+	for _, row := range pgtest.QueryRows(p.t, p.src, "meta", q) {
 		left = append(left, "source "+row[0].(string))
 	}
-	for _, row := range pgtest.QueryRows(p.t, p.dst, "test", "SELECT 'subscription ' || subname FROM pg_subscription UNION ALL SELECT 'origin ' || roname FROM pg_replication_origin") {
+	for _, row := range pgtest.QueryRows(p.t, p.dst, "test", q) {
 		left = append(left, "target "+row[0].(string))
 	}
 	return left

@@ -15,10 +15,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgmove/pgmove/internal/carry"
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/replication"
+	"github.com/pgmove/pgmove/internal/schema"
 	"github.com/pgmove/pgmove/internal/sequence"
 	"github.com/pgmove/pgmove/internal/state"
 )
@@ -69,14 +71,21 @@ type Result struct {
 	PauseMS   float64  `json:"pause_ms"`
 	Steps     []Step   `json:"steps"`
 	Sequences int      `json:"sequences_set"`
+	// What replication does not carry, carried early and again in the pause.
+	LargeObjects int   `json:"large_objects_carried"`
+	Unlogged     int   `json:"unlogged_tables_copied"`
+	Matviews     int   `json:"materialized_views_refreshed"`
 	Aborted   bool     `json:"aborted"`
 	Reason    string   `json:"reason,omitempty"`
 	Recovered string   `json:"recovered,omitempty"` // what an interrupted earlier run left, and what was done about it
 	Warnings  []string `json:"warnings,omitempty"`
 }
 
-// names of the reverse path: the target's publication and slot, and the
-// source's subscription that replicates the target's writes back.
+// ReverseNames are the names of the way back a switchover makes: the
+// target's publication and slot, and the source's subscription that
+// replicates the target's writes back.
+func ReverseNames(m *config.Migration) (pub, sub, slot string) { return reverseNames(m) }
+
 func reverseNames(m *config.Migration) (pub, sub, slot string) {
 	sub = config.ObjectName(trim63(m.SubName, "_reverse"))
 	return trim63(m.PubName, "_reverse"), sub, sub
@@ -142,7 +151,7 @@ func run(ctx context.Context, m *config.Migration, d direction, o Options) (*Res
 		return nil, errors.New("--fence database needs the application's roles, whose writes it fences: --app-role NAME (repeatable)")
 	}
 	if !o.DryRun {
-		if done, err := recoverInterrupted(ctx, d, o, res, say); err != nil || done {
+		if done, err := recoverInterrupted(ctx, m, d, o, res, say); err != nil || done {
 			return res, err
 		}
 	}
@@ -246,8 +255,20 @@ func preflight(ctx context.Context, m *config.Migration, d direction, o Options,
 			return err
 		}
 	}
-	if err := prepareNext(ctx, r, m, d, sub); err != nil {
+	tables, err := subscribedTables(ctx, d.replica, sub.OID)
+	if err != nil {
 		return err
+	}
+	if err := noDrift(ctx, d, tables); err != nil {
+		return err
+	}
+	if err := prepareNext(ctx, r, m, d, tables); err != nil {
+		return err
+	}
+	if !o.DryRun {
+		if err := carryEarly(ctx, r, m, d, res, say); err != nil {
+			return err
+		}
 	}
 	// A first pass of the sequences, so the one inside the pause is small.
 	if !o.DryRun {
@@ -274,27 +295,7 @@ func preflight(ctx context.Context, m *config.Migration, d direction, o Options,
 // prepareNext makes the way back while the replica takes no writes yet: its
 // publication and slot, and the primary's subscription to them, disabled.
 // The slot exists before the switch, so nothing written after it is missed.
-func prepareNext(ctx context.Context, r cluster.Runner, m *config.Migration, d direction, sub *catalog.Subscription) error {
-	// The tables the current subscription replicates, by their names on the replica.
-	rows, err := d.replica.Query(ctx, `SELECT n.nspname, c.relname FROM pg_catalog.pg_subscription_rel sr
-		JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE sr.srsubid = $1 ORDER BY 1, 2`, sub.OID)
-	if err != nil {
-		return d.replica.Wrap("read the subscription's tables", err)
-	}
-	var tables []*catalog.Table
-	for rows.Next() {
-		t := &catalog.Table{}
-		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
-			rows.Close()
-			return d.replica.Wrap("read the subscription's tables", err)
-		}
-		tables = append(tables, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return d.replica.Wrap("read the subscription's tables", err)
-	}
+func prepareNext(ctx context.Context, r cluster.Runner, m *config.Migration, d direction, tables []*catalog.Table) error {
 	if _, err := replication.EnsurePublication(ctx, r, d.replica, d.nextPub, tables); err != nil {
 		return err
 	}
@@ -447,6 +448,12 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	}
 	res.Sequences += seq.Set
 	mark("sequences")
+	if err := carryInPause(ctx, r, m, d, res); err != nil {
+		return abort(err)
+	}
+	if res.LargeObjects > 0 || res.Unlogged > 0 {
+		mark("large objects, unlogged tables")
+	}
 	if time.Now().After(deadline) {
 		return abort(fmt.Errorf("the pause passed --max-pause %s before the switch", o.MaxPause))
 	}
@@ -496,7 +503,7 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	if err := liftOnReplica(ctx, d, o.Journal, say); err != nil {
 		return fmt.Errorf("%s: replication switched to %s, but %w; give them LOGIN there by hand (a rerun of pgmove %s finishes it)", d.name, d.replica.Side, err, d.name)
 	}
-	if err := routeTraffic(ctx, d, o, bouncers); err != nil {
+	if err := routeTraffic(ctx, m, d, o, bouncers); err != nil {
 		// Replication already runs the other way: finishing is the only
 		// consistent end. Say what is left to do.
 		return fmt.Errorf("%s: replication switched to %s, but pointing the traffic failed: %w; point it by hand, then RESUME (a rerun of pgmove %s finishes it)", d.name, d.replica.Side, err, d.name)
@@ -517,6 +524,149 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	}
 	say("done: the application was paused %.0f ms (%s); it now writes to the %s", res.PauseMS, strings.Join(parts, ", "), d.replica.Side)
 	aftercare(ctx, r, d, say)
+	return nil
+}
+
+// subscribedTables are the tables the current subscription replicates, by
+// their names on the replica.
+func subscribedTables(ctx context.Context, c *cluster.Conn, subOID uint32) ([]*catalog.Table, error) {
+	rows, err := c.Query(ctx, `SELECT n.nspname, c.relname FROM pg_catalog.pg_subscription_rel sr
+		JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE sr.srsubid = $1 ORDER BY 1, 2`, subOID)
+	if err != nil {
+		return nil, c.Wrap("read the subscription's tables", err)
+	}
+	tables, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*catalog.Table, error) {
+		t := &catalog.Table{}
+		return t, row.Scan(&t.Schema, &t.Name)
+	})
+	return tables, c.Wrap("read the subscription's tables", err)
+}
+
+// noDrift refuses a switch while the two schemas differ in a way that
+// stops an apply: the forward one, which must reach the fence, or the
+// reverse one, which carries every write after the switch (a column only
+// the target has, nullable or not, stops it on the source). DDL is not
+// replicated; the fix is the DBA's, before the switch.
+func noDrift(ctx context.Context, d direction, tables []*catalog.Table) error {
+	replicates := func(column string) bool {
+		for _, t := range tables {
+			if strings.HasPrefix(column, t.String()+".") {
+				return true
+			}
+		}
+		return false
+	}
+	var stops []string
+	for _, way := range []struct{ from, to *cluster.Conn }{{d.primary, d.replica}, {d.replica, d.primary}} {
+		ds, err := schema.Diff(ctx, way.from, way.to)
+		if err != nil {
+			return err
+		}
+		for _, df := range ds {
+			if df.Warning || df.ColumnOrder || df.Stops == "" {
+				continue
+			}
+			if df.Kind == "column" {
+				if !replicates(df.Object) {
+					continue // a table neither way replicates
+				}
+			}
+			msg := fmt.Sprintf("%s %s (replicating %s to %s: %s)", df.Kind, df.Object, way.from.Side, way.to.Side, df.Stops)
+			if df.Fix != "" {
+				msg += "; fix on the " + string(way.to.Side) + ": " + strings.Join(strings.Fields(df.Fix), " ")
+			}
+			stops = append(stops, msg)
+		}
+	}
+	if len(stops) > 0 {
+		return fmt.Errorf("%s: the schemas differ where replication stops: %s; make them match (pgmove compare --schema shows both), then rerun", d.name, cluster.ListSome(stops, 3))
+	}
+	return nil
+}
+
+// carryEarly carries, before any fence, what replication does not: large
+// objects and unlogged tables (again inside the pause, when there are any,
+// for what changed since) and materialized views (refreshed now only: their
+// contents are derived, and a refresh inside the pause would hold it). A
+// rollback carries large objects back, not unlogged tables: pgmove empties
+// only tables it loaded itself, and it loaded none on the source.
+func carryEarly(ctx context.Context, r cluster.Runner, m *config.Migration, d direction, res *Result, say func(string, ...any)) error {
+	start := time.Now()
+	lo, err := carry.LargeObjects(ctx, r, d.primary, d.replica)
+	if err != nil {
+		return err
+	}
+	var parts []string
+	if n := lo.Created + lo.Replaced + lo.Deleted + lo.Unchanged; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d large object(s) (%d created, %d rewritten, %d deleted)", n, lo.Created, lo.Replaced, lo.Deleted))
+	}
+	if d.name == "switchover" {
+		ul, err := carry.UnloggedTables(ctx, r, d.primary, d.replica, m, 1)
+		if err != nil {
+			return err
+		}
+		if ul.Tables > 0 {
+			parts = append(parts, fmt.Sprintf("%d unlogged table(s) (%d rows)", ul.Tables, ul.Rows))
+		}
+	} else if names, err := unloggedTables(ctx, d.primary, m); err != nil {
+		return err
+	} else if len(names) > 0 {
+		w := fmt.Sprintf("%s: unlogged table(s) %s are not carried back: replication skips them, and pgmove empties only tables it loaded; copy them by hand if the application needs their rows", d.primary.Side, cluster.ListSome(names, 5))
+		res.Warnings = append(res.Warnings, w)
+		slog.Warn(w)
+	}
+	mv, err := carry.RefreshMaterializedViews(ctx, r, d.primary, d.replica, m)
+	if err != nil {
+		return err
+	}
+	res.Matviews = mv.Refreshed
+	if mv.Refreshed > 0 {
+		parts = append(parts, fmt.Sprintf("%d materialized view(s) refreshed", mv.Refreshed))
+	}
+	if len(parts) > 0 {
+		say("preflight: carried early, in %s: %s", time.Since(start).Round(time.Millisecond), strings.Join(parts, ", "))
+	}
+	return nil
+}
+
+// unloggedTables names the selected unlogged tables of c.
+func unloggedTables(ctx context.Context, c *cluster.Conn, m *config.Migration) ([]string, error) {
+	snap, err := catalog.TablesWithoutSizes(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range snap.Tables {
+		if t.Kind == 'r' && t.Persistence == 'u' && config.Selected(m.Include, m.Exclude, t.Schema, t.Name) {
+			out = append(out, t.String())
+		}
+	}
+	return out, nil
+}
+
+// carryInPause carries again, writes fenced, the large objects and
+// unlogged tables that exist (each pass moves only what differs for large
+// objects; unlogged tables are copied whole).
+func carryInPause(ctx context.Context, r cluster.Runner, m *config.Migration, d direction, res *Result) error {
+	var n int
+	if err := d.primary.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata").Scan(&n); err != nil {
+		return d.primary.Wrap("count large objects", err)
+	}
+	if n > 0 {
+		lo, err := carry.LargeObjects(ctx, r, d.primary, d.replica)
+		if err != nil {
+			return err
+		}
+		res.LargeObjects = lo.Created + lo.Replaced + lo.Deleted
+	}
+	if d.name == "switchover" {
+		ul, err := carry.UnloggedTables(ctx, r, d.primary, d.replica, m, 2)
+		if err != nil {
+			return err
+		}
+		res.Unlogged = ul.Tables
+	}
 	return nil
 }
 
@@ -684,7 +834,7 @@ func alreadyResumed(err error) bool { return strings.Contains(err.Error(), "not 
 
 // routeTraffic points the application at the new primary: the pgbouncer
 // entry and RELOAD, and the user's hook.
-func routeTraffic(ctx context.Context, d direction, o Options, bouncers []*Bouncer) error {
+func routeTraffic(ctx context.Context, m *config.Migration, d direction, o Options, bouncers []*Bouncer) error {
 	if o.BouncerINI != "" {
 		if err := WriteRoute(o.BouncerINI, o.BouncerDB, d.route); err != nil {
 			return err
@@ -697,7 +847,11 @@ func routeTraffic(ctx context.Context, d direction, o Options, bouncers []*Bounc
 	}
 	if o.SwitchHook != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", o.SwitchHook)
-		cmd.Env = append(os.Environ(), "PGMOVE_DIRECTION="+d.name, "PGMOVE_HOST="+d.route.Host, "PGMOVE_PORT="+d.route.Port, "PGMOVE_DBNAME="+d.route.DB)
+		// The migration's own names of the target's addresses too, as the
+		// seed's config spells them (the hook of a rollback points back at
+		// the source: PGMOVE_HOST/PORT/DBNAME, src_list).
+		cmd.Env = append(os.Environ(), "PGMOVE_DIRECTION="+d.name, "PGMOVE_HOST="+d.route.Host, "PGMOVE_PORT="+d.route.Port, "PGMOVE_DBNAME="+d.route.DB,
+			"dst_dns="+m.DstDNS, "dst_vip="+m.DstVIP, "dst_list="+strings.Join(m.DstList, " "), "src_list="+strings.Join(m.SrcList, " "))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("--switch-hook: %v: %s", err, cluster.OneLine(string(out)))
@@ -829,6 +983,11 @@ func describePause(d direction, o Options) {
 	fmt.Fprintf(w, "-- %s: SELECT pg_current_wal_lsn();  -- the fence LSN, past every acknowledged commit\n", d.primary.Side)
 	fmt.Fprintf(w, "-- wait until slot %s confirms the fence LSN\n", d.currentSlot)
 	fmt.Fprintf(w, "-- %s -> %s: sequences (setval, never backwards)\n", d.primary.Side, d.replica.Side)
+	fmt.Fprintf(w, "-- %s -> %s: large objects that differ, when there are any", d.primary.Side, d.replica.Side)
+	if d.name == "switchover" {
+		fmt.Fprint(w, "; unlogged tables copied whole, when there are any")
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "-- %s:\n%s;\n", d.replica.Side, replication.AlterSubscriptionSQL(d.current, "DISABLE"))
 	fmt.Fprintf(w, "-- %s: SELECT pg_replication_origin_advance('pg_<oid of %s>', <%s's pg_current_wal_insert_lsn()>);\n%s;\n", d.primary.Side, d.next, d.replica.Side, replication.AlterSubscriptionSQL(d.next, "ENABLE"))
 	if o.Fence == FenceDatabase {
@@ -848,7 +1007,7 @@ func describePause(d direction, o Options) {
 // recoverInterrupted finishes or undoes a switch a killed pgmove left
 // inside its pause, from the journal: a fence held before the switch is
 // lifted; a switch made is finished (traffic pointed, fence lifted).
-func recoverInterrupted(ctx context.Context, d direction, o Options, res *Result, say func(string, ...any)) (bool, error) {
+func recoverInterrupted(ctx context.Context, m *config.Migration, d direction, o Options, res *Result, say func(string, ...any)) (bool, error) {
 	if o.Journal == nil {
 		return false, nil
 	}
@@ -860,7 +1019,9 @@ func recoverInterrupted(ctx context.Context, d direction, o Options, res *Result
 	if stage != "fencing" && stage != "fenced" && stage != "switched" {
 		return false, nil
 	}
-	was := Options{Fence: last.Data["fence"], BouncerDB: last.Data["pgbouncer_db"], BouncerINI: last.Data["pgbouncer_ini"], Out: o.Out}
+	// The fence and routing the interrupted run used; its hook is this
+	// run's (the same command line, rerun).
+	was := Options{Fence: last.Data["fence"], BouncerDB: last.Data["pgbouncer_db"], BouncerINI: last.Data["pgbouncer_ini"], SwitchHook: o.SwitchHook, Out: o.Out}
 	if s := last.Data["pgbouncer"]; s != "" {
 		was.Bouncers = strings.Split(s, "\n")
 	}
@@ -885,7 +1046,7 @@ func recoverInterrupted(ctx context.Context, d direction, o Options, res *Result
 		if err := liftOnReplica(ctx, d, o.Journal, say); err != nil {
 			return true, err
 		}
-		if err := routeTraffic(ctx, d, was, bouncers); err != nil {
+		if err := routeTraffic(ctx, m, d, was, bouncers); err != nil {
 			return true, err
 		}
 		if err := resume(ctx, d, was, bouncers, roles, true); err != nil {
