@@ -63,22 +63,22 @@ type Step struct {
 
 // Result says what a switchover or rollback did.
 type Result struct {
-	Direction string   `json:"direction"` // switchover or rollback
-	From      string   `json:"from"`
-	To        string   `json:"to"`
-	Fence     string   `json:"fence"`
-	FenceLSN  string   `json:"fence_lsn,omitempty"`
-	PauseMS   float64  `json:"pause_ms"`
-	Steps     []Step   `json:"steps"`
-	Sequences int      `json:"sequences_set"`
+	Direction string  `json:"direction"` // switchover or rollback
+	From      string  `json:"from"`
+	To        string  `json:"to"`
+	Fence     string  `json:"fence"`
+	FenceLSN  string  `json:"fence_lsn,omitempty"`
+	PauseMS   float64 `json:"pause_ms"`
+	Steps     []Step  `json:"steps"`
+	Sequences int     `json:"sequences_set"`
 	// What replication does not carry, carried early and again in the pause.
-	LargeObjects int   `json:"large_objects_carried"`
-	Unlogged     int   `json:"unlogged_tables_copied"`
-	Matviews     int   `json:"materialized_views_refreshed"`
-	Aborted   bool     `json:"aborted"`
-	Reason    string   `json:"reason,omitempty"`
-	Recovered string   `json:"recovered,omitempty"` // what an interrupted earlier run left, and what was done about it
-	Warnings  []string `json:"warnings,omitempty"`
+	LargeObjects int      `json:"large_objects_carried"`
+	Unlogged     int      `json:"unlogged_tables_copied"`
+	Matviews     int      `json:"materialized_views_refreshed"`
+	Aborted      bool     `json:"aborted"`
+	Reason       string   `json:"reason,omitempty"`
+	Recovered    string   `json:"recovered,omitempty"` // what an interrupted earlier run left, and what was done about it
+	Warnings     []string `json:"warnings,omitempty"`
 }
 
 // ReverseNames are the names of the way back a switchover makes: the
