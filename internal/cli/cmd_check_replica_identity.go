@@ -140,6 +140,11 @@ func runCheckReplicaIdentitySolution(ctx context.Context, s *session, o *identit
 		}
 		return nil
 	}
+	// The target, when reachable, binds the journal and takes the lock
+	// like every other step; the fix itself is on the source only.
+	if _, err := s.connect(ctx, false, true); isUsage(err) {
+		return err
+	}
 	if err := s.begin(ctx); err != nil {
 		return err
 	}

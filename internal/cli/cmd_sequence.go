@@ -171,6 +171,11 @@ func runNextSeq(ctx context.Context, s *session, o *nextSeqOptions, n int64) err
 	if _, err := s.connect(ctx, false, true); err != nil {
 		return err
 	}
+	// The source, when reachable, binds the journal to both servers like
+	// every other step; the sequences moved are the target's only.
+	if _, err := s.connect(ctx, true, false); isUsage(err) {
+		return err
+	}
 	if !o.dryRun {
 		if err := s.begin(ctx); err != nil {
 			return err
