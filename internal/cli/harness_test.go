@@ -28,8 +28,14 @@ type pair struct {
 // "replicator" exists on the source with REPLICATION and the test password.
 func newPair(t *testing.T, srcMajor, dstMajor int, extraYAML ...string) *pair {
 	t.Helper()
+	return newPairWith(t, srcMajor, dstMajor, nil, extraYAML...)
+}
+
+// newPairWith is newPair with options for the source server.
+func newPairWith(t *testing.T, srcMajor, dstMajor int, srcOpts []func(*pgserver.Options), extraYAML ...string) *pair {
+	t.Helper()
 	p := &pair{t: t}
-	p.src = pgtest.Start(t, srcMajor)
+	p.src = pgtest.Start(t, srcMajor, srcOpts...)
 	p.dst = pgtest.Start(t, dstMajor)
 	pgtest.CreateDB(t, p.src, "meta")
 	pgtest.CreateDB(t, p.dst, "test")

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -252,6 +253,20 @@ func ExplainConnect(ep config.Endpoint, user string, err error) error {
 	}
 	if errors.Is(err, context.Canceled) {
 		return &Error{Side: side, Msg: fmt.Sprintf("%s: connect to %s: interrupted", side, where), Problem: ConnectFailed, Err: err}
+	}
+	// TLS: the server's certificate, or the client's, was not accepted.
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &hostErr):
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: the server certificate at %s does not name %q (sslmode=verify-full checks it): connect by a name or address the certificate holds, or have the certificate reissued", side, where, ep.Host()), Problem: ConnectFailed, Err: err}
+	case errors.As(err, &authErr), errors.As(err, &invalid):
+		why := err.Error()
+		if i := strings.LastIndex(why, "x509: "); i >= 0 {
+			why = why[i:]
+		}
+		return &Error{Side: side, Msg: fmt.Sprintf("%s: the server certificate at %s is not trusted (%s): set sslrootcert (or PGSSLROOTCERT) to the certificate authority that signed it", side, where, OneLine(why)), Problem: ConnectFailed, Err: err}
 	}
 	s := OneLine(err.Error())
 	if strings.Contains(s, "password") {

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -190,13 +192,60 @@ func (ci Conninfo) String() string {
 	return strings.Join(parts, " ")
 }
 
-// Redacted renders the parameters with any password masked.
+// Redacted renders the parameters with any password masked (the
+// client key's passphrase too).
 func (ci Conninfo) Redacted() string {
 	c := ci.Clone()
-	if _, ok := c["password"]; ok {
-		c["password"] = "********"
+	for _, k := range []string{"password", "sslpassword"} {
+		if _, ok := c[k]; ok {
+			c[k] = "********"
+		}
 	}
 	return c.String()
+}
+
+// tlsSettings are libpq's TLS parameters, with the environment variable
+// each falls back to, and whether it names a file.
+var tlsSettings = []struct {
+	key, env string
+	file     bool
+}{
+	{"sslmode", "PGSSLMODE", false}, {"sslrootcert", "PGSSLROOTCERT", true},
+	{"sslcert", "PGSSLCERT", true}, {"sslkey", "PGSSLKEY", true},
+	{"sslcrl", "PGSSLCRL", true}, {"sslcrldir", "PGSSLCRLDIR", true},
+	{"sslsni", "PGSSLSNI", false}, {"sslnegotiation", "PGSSLNEGOTIATION", false},
+	{"ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION", false},
+	{"ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION", false},
+}
+
+// serverVerification are the TLS settings about the server's identity,
+// the same whoever connects: a replication connection made from a
+// source's endpoint keeps them (the client certificate is the admin's,
+// not the replication user's: sub_conn names that one).
+var serverVerification = map[string]bool{"sslmode": true, "sslrootcert": true, "sslcrl": true, "sslcrldir": true,
+	"sslsni": true, "sslnegotiation": true, "ssl_min_protocol_version": true, "ssl_max_protocol_version": true}
+
+// ForServer is ci as a server's own libpq reads it, in a subscription's
+// connection string: the TLS settings pgmove's connections take from its
+// environment (PGSSLMODE, PGSSLROOTCERT, ...) written in, and certificate
+// paths made absolute, since the server sees neither pgmove's environment
+// nor its working directory. The files must be readable by the server's
+// OS user on the server's host.
+func (ci Conninfo) ForServer() Conninfo {
+	c := ci.Clone()
+	for _, t := range tlsSettings {
+		if _, ok := c[t.key]; !ok {
+			if v := os.Getenv(t.env); v != "" {
+				c[t.key] = v
+			}
+		}
+		if v := c[t.key]; t.file && v != "" && !filepath.IsAbs(v) && !strings.HasPrefix(v, "~") && v != "system" {
+			if abs, err := filepath.Abs(v); err == nil {
+				c[t.key] = abs
+			}
+		}
+	}
+	return c
 }
 
 // Clone returns a copy.

@@ -166,6 +166,9 @@ func Resolve(f *File, o Overrides) (*Migration, error) {
 		if _, ok := ci["password"]; ok {
 			return nil, fmt.Errorf("config: sub_conn holds a password; remove it and put the password in the ~/.pgpass of the user running pgmove (pgmove passes it to the target) or of the target server's OS user")
 		}
+		if _, ok := ci["sslpassword"]; ok {
+			return nil, fmt.Errorf("config: sub_conn holds sslpassword, a secret stored in the subscription's catalogue row; use a client key without a passphrase, readable only by the target server's OS user (chmod 0600)")
+		}
 		m.SubConn, m.SubConnSet = ci, true
 		if m.ReplUser == "" {
 			m.ReplUser = ci["user"]
@@ -175,8 +178,8 @@ func Resolve(f *File, o Overrides) (*Migration, error) {
 			m.ReplUser = m.Src.User()
 		}
 		ci := Conninfo{"dbname": m.Src.DB}
-		for _, k := range []string{"host", "hostaddr", "port", "sslmode", "service"} {
-			if v := m.Src.Conninfo[k]; v != "" {
+		for k, v := range m.Src.Conninfo {
+			if k == "host" || k == "hostaddr" || k == "port" || k == "service" || serverVerification[k] {
 				ci[k] = v
 			}
 		}
@@ -273,6 +276,11 @@ func endpoint(side Side, flagVal, flagName, url, urlKey, ip, ipKey string, port 
 		}
 		if _, ok := ci["password"]; ok {
 			return e, fmt.Errorf("%s: %s holds a password; remove it and put the password in ~/.pgpass (or PGPASSFILE, PGPASSWORD, a service file)", side, from)
+		}
+		if _, ok := ci["sslpassword"]; ok {
+			// It would reach pg_dump's command line and the subscription's
+			// catalogue row, readable by others.
+			return e, fmt.Errorf("%s: %s holds sslpassword, a secret pgmove would have to pass on; use a client key without a passphrase, readable only by its owner (chmod 0600)", side, from)
 		}
 		e.Conninfo, e.From = ci, from
 	} else {

@@ -22,7 +22,7 @@ import (
 // every message and log. Publisher-side timeouts are disabled for the
 // subscription's sessions so a long initial COPY is not killed.
 func SubConninfo(m *config.Migration) (secret, shown string) {
-	ci := m.SubConn.Clone()
+	ci := m.SubConn.ForServer()
 	if _, ok := ci["options"]; !ok {
 		ci["options"] = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
 	}

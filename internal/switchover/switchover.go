@@ -347,7 +347,7 @@ func prepareNext(ctx context.Context, r cluster.Runner, m *config.Migration, d d
 // backConninfo is how the primary's server reaches the replica: pgmove's
 // own endpoint for it, with the password libpq finds for pgmove.
 func backConninfo(ep config.Endpoint) (secret, shown string) {
-	ci := ep.Conninfo.Clone()
+	ci := ep.Conninfo.ForServer()
 	delete(ci, "application_name")
 	if cfg, err := pgconn.ParseConfig(ep.ConnString()); err == nil && cfg.Password != "" {
 		ci["password"] = cfg.Password
