@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,4 +138,46 @@ func (p *pair) objectsLeft() []string {
 func (p *pair) targetTables() int64 {
 	return pgtest.QueryValue[int64](p.t, p.dst, "test", `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')`)
+}
+
+// assertPrivate checks the migration's context directory is the running
+// user's alone (directories 0700, files at most 0700) and that no file in
+// it holds the servers' password.
+func (p *pair) assertPrivate() {
+	p.t.Helper()
+	root := filepath.Join(p.dir, "migration")
+	n := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if path == root {
+			return nil // the parent of the context directories: the user's choice
+		}
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			p.t.Errorf("%s has mode %o: others can read it", path, perm)
+		}
+		if d.IsDir() {
+			return nil
+		}
+		n++
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(pgtest.Password())) {
+			p.t.Errorf("%s holds the password", path)
+		}
+		return nil
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if n == 0 {
+		p.t.Fatalf("no file in %s", root)
+	}
 }

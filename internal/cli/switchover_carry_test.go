@@ -89,6 +89,9 @@ func TestSwitchoverCarries(t *testing.T) {
 		t.Errorf("status after the rollback: %s", r)
 	}
 
+	p.must("plan")
+	p.assertPrivate()
+
 	// Keep the target: a second switchover, then cleanup ends the way back.
 	p.must("switchover")
 	p.must("cleanup")
