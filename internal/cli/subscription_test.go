@@ -82,6 +82,27 @@ func TestSubscriptionOptions16To18(t *testing.T) {
 			t.Errorf("binary for %s: %v (%q), want %v (%q)", c.table, ok, why, c.why == "", c.why)
 		}
 	}
+
+	// A table that joins the publication with such a type turns the
+	// subscription back to text before PostgreSQL copies it.
+	for _, side := range []struct {
+		s  *pgserver.Server
+		db string
+	}{{p.src, "meta"}, {p.dst, "test"}} {
+		pgtest.Exec(t, side.s, side.db, "DROP TABLE b_enum_array, b_composite, b_types_differ; DROP TYPE pair2")
+	}
+	pgtest.Exec(t, p.src, "meta", `INSERT INTO b_no_binary_io SELECT g, makeaclitem('postgres'::regrole, 'postgres'::regrole, 'SELECT', g % 2 = 0)
+		FROM generate_series(1, 10) g;
+		GRANT SELECT ON b_no_binary_io TO replicator`)
+	p.must("create-pub")
+	p.must("create-sub")
+	if _, binary, _ := subOptions(t, p.dst); binary != "false" {
+		t.Errorf("after an aclitem table joined: binary %s, want false", binary)
+	}
+	pgtest.Exec(t, p.src, "meta", `INSERT INTO b_no_binary_io VALUES (11, makeaclitem('postgres'::regrole, 'postgres'::regrole, 'UPDATE', false));
+		UPDATE items SET s = 'after' WHERE id = 1`)
+	p.must("progress", "--wait", "--timeout", "2m")
+	assertSameRows(t, p.src, p.dst, "items", "b_no_binary_io")
 }
 
 // TestSubscriptionStreamingOff13To18: a 13 source cannot stream

@@ -146,6 +146,19 @@ func EnsureSubscription(ctx context.Context, r cluster.Runner, dst *cluster.Conn
 			return res, err
 		}
 	}
+	if missing > 0 && dst.VersionNum >= 160000 && !s.Binary {
+		// A table that joins may have a type binary cannot carry (see
+		// BinarySafe): back to text before its copy starts.
+		var binary bool
+		if err := dst.QueryRow(ctx, "SELECT subbinary FROM pg_catalog.pg_subscription WHERE oid = $1", sub.OID).Scan(&binary); err != nil {
+			return res, dst.Wrap("read subscription "+quoteName(s.Name), err)
+		}
+		if binary {
+			if err := r.Exec(ctx, dst, "switch subscription "+quoteName(s.Name)+" to text format", AlterSubscriptionSQL(s.Name, "SET (binary = false)")); err != nil {
+				return res, err
+			}
+		}
+	}
 	if missing > 0 {
 		res.Refreshed, res.NewTables = true, missing
 		if err := r.Exec(ctx, dst, "refresh subscription "+quoteName(s.Name), AlterSubscriptionSQL(s.Name, "REFRESH PUBLICATION WITH (copy_data = true)")); err != nil {

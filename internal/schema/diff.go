@@ -1934,8 +1934,12 @@ func lineDiff(a, b []string) []string {
 //   - A range type gets a multirange type and constructor functions from 14
 //     on: they depend on the range and are left out (types of kind 'm',
 //     functions with an internal dependency).
-//   - NOT NULL constraints are rows of pg_constraint from 18 on: left out,
-//     NOT NULL is a column property here.
+//   - NOT NULL constraints are rows of pg_constraint from 18 on, with a
+//     name, NOT VALID and NO INHERIT; before, a column flag. They are left
+//     out of the constraints and compared with their column: against an
+//     older side, an 18 side's plain (valid, inherited) one equals the flag
+//     and NOT VALID or NO INHERIT is a difference; between two 18 sides the
+//     name counts too (notNullText).
 //   - Enum sort orders are renumbered by a restore (a label added BEFORE
 //     another gets 1.5): labels are compared in order, not by number.
 //   - Contrib extensions have other default versions: a warning.
