@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -165,6 +167,20 @@ func TestNonSuperuserTargetOwner(t *testing.T) {
 		t.Fatalf("check on 16 without pg_create_subscription: %s", r)
 	}
 	pgtest.Exec(t, p.dst, "test", "GRANT pg_create_subscription TO app_owner")
+	// Without a password for the replication user, the non-superuser's
+	// subscription could not log in (password_required).
+	pw := strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(pgtest.Password())
+	noRepl := filepath.Join(t.TempDir(), "pgpass")
+	if err := os.WriteFile(noRepl, []byte("127.0.0.1:*:*:postgres:"+pw+"\n127.0.0.1:*:*:app_owner:"+pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withRepl := os.Getenv("PGPASSFILE")
+	t.Setenv("PGPASSFILE", noRepl)
+	r = p.run("check")
+	if r.code != ExitProblems || !strings.Contains(r.stdout, "must log in to the source with a password (password_required)") {
+		t.Fatalf("check without the replication user's password: %s", r)
+	}
+	t.Setenv("PGPASSFILE", withRepl)
 	p.must("check")
 	p.must("copy-schema")
 	p.must("create-pub")
