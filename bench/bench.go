@@ -55,6 +55,7 @@ type bench struct {
 	gitCommit     string
 	pgbench       string
 	pgcopydb      string // "" when not installed
+	clientDir     string // pg_dump 18 and co. for a source newer than 15, else ""
 
 	results results
 }
@@ -89,6 +90,14 @@ func newBench(ctx context.Context, o *options, stdout, stderr io.Writer) (*bench
 		}
 	}
 
+	if o.srcMajor > 15 {
+		// pg_dump must be at least the source's major; this machine's
+		// Debian client is 15. pgmove looks in PGMOVE_PG_BINDIR first,
+		// pgcopydb on PATH.
+		if b.clientDir, err = pgserver.ClientDir(); err != nil {
+			return nil, fmt.Errorf("-src %d: %w", o.srcMajor, err)
+		}
+	}
 	if b.work, err = os.MkdirTemp("", "pgmove-bench-"); err != nil {
 		return nil, fmt.Errorf("work dir: %w", err)
 	}
@@ -361,12 +370,19 @@ func firstWords(q string) string {
 }
 
 // childEnv is our environment with PGPASSFILE set, HOME as given, and no
-// other PG* variable that could point a tool elsewhere.
+// other PG* variable that could point a tool elsewhere; for a source newer
+// than 15, the 18 client first (PGMOVE_PG_BINDIR, and PATH for pgcopydb).
 func (b *bench) childEnv(home string) []string {
 	env := []string{"PGPASSFILE=" + b.passfile, "HOME=" + home}
+	if b.clientDir != "" {
+		env = append(env, "PGMOVE_PG_BINDIR="+b.clientDir)
+	}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "PG") || strings.HasPrefix(kv, "HOME=") {
 			continue
+		}
+		if path, ok := strings.CutPrefix(kv, "PATH="); ok && b.clientDir != "" {
+			kv = "PATH=" + b.clientDir + string(os.PathListSeparator) + path
 		}
 		env = append(env, kv)
 	}

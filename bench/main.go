@@ -133,7 +133,7 @@ Flags:
 Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted.
 `)
 	}
-	fs.IntVar(&o.srcMajor, "src", 13, "source PostgreSQL major (13..18; pg_dump on this machine must be as new)")
+	fs.IntVar(&o.srcMajor, "src", 13, "source PostgreSQL major (13..18; from 16 on, the 18 client scripts/install-deps provides)")
 	fs.IntVar(&o.dstMajor, "dst", 17, "target PostgreSQL major (13..18)")
 	fs.IntVar(&o.scale, "scale", specScale, "pgbench scale of dataset pgbench")
 	fs.IntVar(&o.tables, "tables", specTables, "number of tables of dataset tables")

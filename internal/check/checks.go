@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
@@ -392,7 +393,7 @@ func (c *checker) targetAdmin(ctx context.Context) error {
 	var canCreate, canSub bool
 	err := c.dst.QueryRow(ctx, `SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
 		EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pg_create_subscription'
-		        AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER'))`).Scan(&canCreate, &canSub)
+		        AND pg_catalog.pg_has_role(current_user, oid, 'USAGE'))`).Scan(&canCreate, &canSub)
 	if err != nil {
 		return c.dst.Wrap("check database privileges", err)
 	}
@@ -400,14 +401,23 @@ func (c *checker) targetAdmin(ctx context.Context) error {
 		c.r.add(Error, config.Target, "privilege", "", fmt.Sprintf("role %s cannot create schemas in database %s (no CREATE privilege)", user, c.m.Dst.DB),
 			fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s;", pgx.Identifier{c.m.Dst.DB}.Sanitize(), user))
 	}
-	// PostgreSQL 16 lets members of pg_create_subscription subscribe;
+	// PostgreSQL 16 lets a role with the privileges of
+	// pg_create_subscription (and CREATE on the database) subscribe;
 	// before, only superusers can.
-	if !canSub {
-		fix := "connect to the target as a superuser (pg_admin_username)"
-		if c.dst.VersionNum >= 160000 {
-			fix = fmt.Sprintf("GRANT pg_create_subscription TO %s;", user)
+	switch {
+	case c.dst.VersionNum < 160000:
+		c.r.add(Error, config.Target, "privilege", "", fmt.Sprintf("role %s is not a superuser, and PostgreSQL %d lets only superusers create subscriptions (pg_create_subscription exists from 16 on)", user, c.dst.VersionNum/10000),
+			"connect to the target as a superuser (pg_admin_username), or migrate to a target of PostgreSQL 16 or newer")
+	case !canSub:
+		c.r.add(Error, config.Target, "privilege", "", fmt.Sprintf("role %s cannot create a subscription: it is not a superuser and lacks the privileges of pg_create_subscription", user),
+			fmt.Sprintf("GRANT pg_create_subscription TO %s;", user))
+	default:
+		// A non-superuser's subscription must log in to the source with a
+		// password (password_required, 16+).
+		if cfg, err := pgconn.ParseConfig(c.m.SubConn.String()); err == nil && cfg.Password == "" {
+			c.r.add(Error, config.Target, "privilege", "", fmt.Sprintf("role %s is not a superuser, so its subscription must log in to the source with a password (password_required), and pgmove found none for replication user %s", user, pgx.Identifier{c.m.ReplUser}.Sanitize()),
+				fmt.Sprintf("put the password of %s in pgmove's .pgpass (PGPASSFILE) or PGPASSWORD, and make pg_hba.conf on the source ask for it (scram-sha-256)", c.m.ReplUser))
 		}
-		c.r.add(Error, config.Target, "privilege", "", fmt.Sprintf("role %s cannot create a subscription", user), fix)
 	}
 	return nil
 }
@@ -452,7 +462,7 @@ func (c *checker) canSubscribe(ctx context.Context) bool {
 	}
 	var ok bool
 	_ = c.dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pg_create_subscription'
-		AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER'))`).Scan(&ok)
+		AND pg_catalog.pg_has_role(current_user, oid, 'USAGE'))`).Scan(&ok)
 	return ok
 }
 

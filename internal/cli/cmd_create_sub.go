@@ -166,13 +166,35 @@ func subscriptionMessage(name string, res replication.SubscriptionResult, dryRun
 	return fmt.Sprintf("subscription %q already exists and is enabled; unchanged", name)
 }
 
-// subscriptionSpec is the subscription this migration makes.
-func subscriptionSpec(s *session) replication.SubscriptionSpec {
+// subscriptionSpec is the subscription this migration makes, for the
+// tables it publishes (binary = true only when they all allow it).
+func subscriptionSpec(ctx context.Context, s *session, tables []catalog.QualifiedName) (replication.SubscriptionSpec, error) {
 	secret, shown := replication.SubConninfo(s.m)
-	return replication.SubscriptionSpec{
+	spec := replication.SubscriptionSpec{
 		Name: s.m.SubName, Publication: s.m.PubName, Slot: s.m.SlotName, Conninfo: secret, Shown: shown,
 		CopyData: true, CreateSlot: true, Enabled: true, SrcVersion: s.src.VersionNum,
 	}
+	if s.src.VersionNum < 160000 || s.dst.VersionNum < 160000 {
+		return spec, nil
+	}
+	ok, why, err := replication.BinarySafe(ctx, s.src, s.dst, tables)
+	if err != nil {
+		return spec, err
+	}
+	spec.Binary = ok
+	if !ok {
+		slog.Info("subscription: binary = false, text format: " + why)
+	}
+	return spec, nil
+}
+
+// tableNames are the qualified names of tables.
+func tableNames(tables []*catalog.Table) []catalog.QualifiedName {
+	out := make([]catalog.QualifiedName, len(tables))
+	for i, t := range tables {
+		out[i] = catalog.QualifiedName{Schema: t.Schema, Name: t.Name}
+	}
+	return out
 }
 
 // describeHandoff prints, for --dry-run, what the snapshot copy will do.
@@ -187,7 +209,10 @@ func describeHandoff(ctx context.Context, s *session, o copy.Options) error {
 	for _, t := range leaves {
 		total += t.Bytes
 	}
-	spec := subscriptionSpec(s)
+	spec, err := subscriptionSpec(ctx, s, tableNames(published))
+	if err != nil {
+		return err
+	}
 	spec.CopyData, spec.CreateSlot, spec.Enabled = false, false, false
 	w := s.g.stdout
 	fmt.Fprintf(w, "-- source (replication connection as %s): create the slot with an exported snapshot\n", s.m.ReplUser)
@@ -230,11 +255,15 @@ func handoff(ctx context.Context, s *session, f *copyFlags, o copy.Options, with
 		return nil, err
 	}
 	published := snap.Published(s.src.VersionNum, s.m.Include, s.m.Exclude)
+	spec, err := subscriptionSpec(ctx, s, tableNames(published))
+	if err != nil {
+		return nil, err
+	}
 	status := copy.NewStatus(s.m.ContextDir)
 	defer status.Close()
 	status.Bind(s.src.Identity(), s.dst.Identity())
 	o.Status = status
-	return copy.Handoff(ctx, s.m, s.src, s.dst, published, subscriptionSpec(s), copy.HandoffOptions{
+	return copy.Handoff(ctx, s.m, s.src, s.dst, published, spec, copy.HandoffOptions{
 		Copy: o, MaintenanceWorkMem: f.memory, SlotTimeout: f.slotTimeout, WithOwners: withOwners, WithACL: withACL,
 		Journal: s.journal, Runner: s.runner(false), Out: s.g.stdout, Archive: archive,
 	})
@@ -320,7 +349,10 @@ func ensureSubscription(ctx context.Context, s *session, dryRun, force bool) (re
 			}
 		}
 	}
-	spec := subscriptionSpec(s)
+	spec, err := subscriptionSpec(ctx, s, pubTables)
+	if err != nil {
+		return none, err
+	}
 	if sub == nil && s.src.SystemID == s.dst.SystemID {
 		// Source and target databases are in one cluster: CREATE
 		// SUBSCRIPTION would wait for ever for its own slot to be created

@@ -117,7 +117,13 @@ func TestFidelity(t *testing.T) {
 				grantReplicator(t, p.src)
 				w := startFixtureWriter(t, p.src)
 				defer w.cancel()
-				p.must("migrate")
+				if src >= 17 {
+					// The fixture grants MAINTAIN (17+): carried with the
+					// roles and grants.
+					p.must("migrate", "--with-roles", "--with-grants")
+				} else {
+					p.must("migrate")
+				}
 				time.Sleep(500 * time.Millisecond)
 				w.stop(t)
 
@@ -141,6 +147,23 @@ func TestFidelity(t *testing.T) {
 				}
 				if diffs := fixture.Differences(ss, ds); len(diffs) > 0 {
 					t.Errorf("the target differs from the source:\n%s", strings.Join(diffs, "\n"))
+				}
+				if src >= 17 {
+					for _, rel := range []string{"fixture.products", "fixture.city_stats"} {
+						if !pgtest.QueryValue[bool](t, p.dst, "test", `SELECT pg_catalog.has_table_privilege('fixture_maintainer', $1, 'MAINTAIN')`, rel) {
+							t.Errorf("GRANT MAINTAIN ON %s TO fixture_maintainer did not arrive on the target", rel)
+						}
+					}
+				}
+				if src >= 18 {
+					if !pgtest.QueryValue[bool](t, p.dst, "test", `SELECT connoinherit FROM pg_constraint
+						WHERE conname = 'pg18_parent_code_not_null' AND contype = 'n'`) {
+						t.Error("NOT NULL pg18_parent_code_not_null lost its NO INHERIT on the target")
+					}
+					if pgtest.QueryValue[bool](t, p.dst, "test", `SELECT attnotnull FROM pg_attribute
+						WHERE attrelid = 'fixture.pg18_child'::regclass AND attname = 'code'`) {
+						t.Error("fixture.pg18_child.code is NOT NULL on the target: the parent's NO INHERIT constraint was inherited")
+					}
 				}
 				if src >= 18 {
 					// PostgreSQL 18's own kinds survive the restore as they are.

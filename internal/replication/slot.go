@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"time"
 
@@ -140,16 +141,34 @@ func AttachSubscription(ctx context.Context, r cluster.Runner, src, dst *cluster
 		// Only while the subscription has never run: its origin then has no
 		// progress, or exactly the consistent point from an earlier attempt.
 		origin := fmt.Sprintf("pg_%d", sub.OID)
-		var progress *string
-		err := dst.QueryRow(ctx, "SELECT pg_catalog.pg_replication_origin_progress($1, false)::text", origin).Scan(&progress)
-		if err != nil {
-			return res, dst.Wrap("read the subscription's origin", err)
+		// Reading and moving an origin is for superusers unless granted:
+		// a 16+ subscription owner through pg_create_subscription may not.
+		var canAdvance bool
+		if err := dst.QueryRow(ctx, `SELECT pg_catalog.has_function_privilege('pg_catalog.pg_replication_origin_progress(text, boolean)', 'EXECUTE')
+			AND pg_catalog.has_function_privilege('pg_catalog.pg_replication_origin_advance(text, pg_catalog.pg_lsn)', 'EXECUTE')`).Scan(&canAdvance); err != nil {
+			return res, dst.Wrap("check the right to move the subscription's origin", err)
 		}
-		if progress == nil || *progress == "0/0" {
-			advance := fmt.Sprintf("SELECT pg_catalog.pg_replication_origin_advance(%s, %s)", QuoteLiteral(origin), QuoteLiteral(consistentPoint.String()))
-			if err := r.Exec(ctx, dst, "start the subscription at the copy's consistent point", advance); err != nil {
-				return res, err
+		switch {
+		case canAdvance:
+			var progress *string
+			err := dst.QueryRow(ctx, "SELECT pg_catalog.pg_replication_origin_progress($1, false)::text", origin).Scan(&progress)
+			if err != nil {
+				return res, dst.Wrap("read the subscription's origin", err)
 			}
+			if progress == nil || *progress == "0/0" {
+				advance := fmt.Sprintf("SELECT pg_catalog.pg_replication_origin_advance(%s, %s)", QuoteLiteral(origin), QuoteLiteral(consistentPoint.String()))
+				if err := r.Exec(ctx, dst, "start the subscription at the copy's consistent point", advance); err != nil {
+					return res, err
+				}
+			}
+		case st.Exists && st.ConfirmedFlush == consistentPoint:
+			// Not needed here: the slot's confirmed position is the
+			// consistent point (checked above that nothing consumed it),
+			// and the source's walsender starts a slot asked for an
+			// earlier position (the new origin's 0/0) at its confirmed one.
+			slog.Info(fmt.Sprintf("target: %s may not move replication origins; the subscription starts at slot %q's confirmed position, the consistent point %s", dst.User, s.Slot, consistentPoint))
+		case !r.DryRun:
+			return res, fmt.Errorf("target: role %q may not move replication origins and slot %q is at %s, not at the consistent point %s; connect to the target as a superuser, or grant EXECUTE on pg_catalog.pg_replication_origin_progress(text, boolean) and pg_catalog.pg_replication_origin_advance(text, pg_lsn) to %s", dst.User, s.Slot, st.ConfirmedFlush, consistentPoint, ident(dst.User))
 		}
 		res.Enabled = true
 		if err := r.Exec(ctx, dst, "enable subscription "+quoteName(s.Name), AlterSubscriptionSQL(s.Name, "ENABLE")); err != nil {

@@ -16,8 +16,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func TestStatements(t *testing.T) {
 	spec := SubscriptionSpec{Name: `sub "x"`, Publication: "pub_pg_meta_meta", Slot: "sub_pg_meta_meta",
 		Conninfo: "host=h dbname=meta user=replicator password='it''s'", CopyData: true, CreateSlot: true, Enabled: true}
-	spec13, spec16 := spec, spec
-	spec13.SrcVersion, spec16.SrcVersion = 130000, 160000
+	spec13, spec16, spec16bin := spec, spec, spec
+	spec13.SrcVersion, spec16.SrcVersion, spec16bin.SrcVersion, spec16bin.Binary = 130000, 160000, 160000, true
 	stmts := []string{
 		CreatePublicationSQL("pub_pg_meta_meta", []string{`"public"."t"`, `"Odd ""S"""."a b"`}, pubOptions(150000)),
 		CreatePublicationSQL("pub", nil, pubOptions(120000)),
@@ -26,6 +26,11 @@ func TestStatements(t *testing.T) {
 		DropPublicationSQL(`pub"; DROP TABLE x; --`),
 		CreateSubscriptionSQL(spec.Name, spec.Conninfo, []string{spec.Publication}, spec13.Options(170000)),
 		CreateSubscriptionSQL(spec.Name, `host=h password=back\slash`, []string{spec.Publication}, spec16.Options(170000)),
+		// Every choice stated: streaming off from a 13 source (18 would
+		// default to parallel), binary and run_as_owner on a 16+ target.
+		CreateSubscriptionSQL(spec.Name, "host=h", []string{spec.Publication}, spec13.Options(180000)),
+		CreateSubscriptionSQL(spec.Name, "host=h", []string{spec.Publication}, spec16bin.Options(180000)),
+		CreateSubscriptionSQL(spec.Name, "host=h", []string{spec.Publication}, spec13.Options(130000)),
 		AlterSubscriptionSQL("sub", "REFRESH PUBLICATION WITH (copy_data = true)"),
 		DetachSlotSQL("sub"),
 		DropSubscriptionSQL("sub"),

@@ -40,9 +40,15 @@ type SubscriptionSpec struct {
 	CreateSlot              bool
 	Enabled                 bool
 	SrcVersion              int
+	// Binary asks for the binary format (16+ on both sides): set it only
+	// when BinarySafe says so.
+	Binary bool
 }
 
 // Options renders the WITH list for a spec, per the two servers' versions.
+// What PostgreSQL would otherwise choose by default is stated, so that a
+// subscription behaves the same whatever the target's release defaults to
+// (18 streams in parallel by default, 14 to 17 do not stream).
 func (s SubscriptionSpec) Options(dstVersion int) []Option {
 	opts := []Option{
 		Bool("copy_data", s.CopyData),
@@ -50,13 +56,25 @@ func (s SubscriptionSpec) Options(dstVersion int) []Option {
 		Str("slot_name", s.Slot),
 		Bool("enabled", s.Enabled),
 	}
-	// Large transactions are streamed instead of spilled and sent at commit:
-	// protocol v2 needs 14+ on both sides, parallel apply 16+ on both.
+	// Large transactions are streamed while they run instead of spilled to
+	// disk and sent at commit (the option exists from 14 on the target):
+	// protocol v2 needs 14+ on both sides, parallel apply 16+ on both. An
+	// older source cannot stream at all: off, said so.
 	switch {
+	case dstVersion < 140000:
 	case s.SrcVersion >= 160000 && dstVersion >= 160000:
 		opts = append(opts, Str("streaming", "parallel"))
-	case s.SrcVersion >= 140000 && dstVersion >= 140000:
+	case s.SrcVersion >= 140000:
 		opts = append(opts, Str("streaming", "on"))
+	default:
+		opts = append(opts, Str("streaming", "off"))
+	}
+	if dstVersion >= 160000 {
+		// binary: see BinarySafe. run_as_owner = false (16's default,
+		// stated): the apply runs as each table's owner, so code a table
+		// owner wrote (a trigger enabled for replicas, a default, an index
+		// expression) never runs with the subscription owner's rights.
+		opts = append(opts, Bool("binary", s.Binary && s.SrcVersion >= 160000), Bool("run_as_owner", false))
 	}
 	return opts
 }
@@ -126,6 +144,19 @@ func EnsureSubscription(ctx context.Context, r cluster.Runner, dst *cluster.Conn
 		res.Enabled = true
 		if err := r.Exec(ctx, dst, "enable subscription "+quoteName(s.Name), AlterSubscriptionSQL(s.Name, "ENABLE")); err != nil {
 			return res, err
+		}
+	}
+	if missing > 0 && dst.VersionNum >= 160000 && !s.Binary {
+		// A table that joins may have a type binary cannot carry (see
+		// BinarySafe): back to text before its copy starts.
+		var binary bool
+		if err := dst.QueryRow(ctx, "SELECT subbinary FROM pg_catalog.pg_subscription WHERE oid = $1", sub.OID).Scan(&binary); err != nil {
+			return res, dst.Wrap("read subscription "+quoteName(s.Name), err)
+		}
+		if binary {
+			if err := r.Exec(ctx, dst, "switch subscription "+quoteName(s.Name)+" to text format", AlterSubscriptionSQL(s.Name, "SET (binary = false)")); err != nil {
+				return res, err
+			}
 		}
 	}
 	if missing > 0 {

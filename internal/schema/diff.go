@@ -264,6 +264,10 @@ type columnDef struct {
 	name, typ, defaultExpr, genExpr, generated, identity, collation, storage, compression string
 	notNull                                                                               bool
 	tableOID, num                                                                         int64
+	// The column's NOT NULL constraint on an 18+ side (notNull says
+	// whether there is one): its name, and NOT VALID, NO INHERIT.
+	notNullName               string
+	notNullInvalid, noInherit bool
 	// identityOptions names an identity column's sequence and its options,
 	// for the statements that make the column.
 	identityOptions string
@@ -476,6 +480,11 @@ func readSchema(ctx context.Context, c *cluster.Conn) (*schemaInfo, error) {
 			return nil, c.Wrap("read schema: list "+rd.what, err)
 		}
 	}
+	if c.VersionNum >= 180000 {
+		if err := s.readNotNull(ctx, tx); err != nil {
+			return nil, c.Wrap("read schema: list NOT NULL constraints", err)
+		}
+	}
 	for q, seq := range s.sequences {
 		if !seq.identity {
 			continue
@@ -487,6 +496,81 @@ func readSchema(ctx context.Context, c *cluster.Conn) (*schemaInfo, error) {
 		}
 	}
 	return s, nil
+}
+
+// readNotNull attaches their NOT NULL constraint to the columns of an 18+
+// side.
+func (s *schemaInfo) readNotNull(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, diffQuery(s.version, "not_null"))
+	if err != nil {
+		return err
+	}
+	byColumn := map[member]*columnDef{}
+	for q, cols := range s.columns {
+		for _, c := range cols {
+			byColumn[member{q, c.name}] = c
+		}
+	}
+	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+		var m member
+		var name string
+		var invalid, noInherit bool
+		if err := r.Scan(&m.table.schema, &m.table.name, &m.name, &name, &invalid, &noInherit); err != nil {
+			return struct{}{}, err
+		}
+		if c := byColumn[m]; c != nil {
+			c.notNullName, c.notNullInvalid, c.noInherit = name, invalid, noInherit
+		}
+		return struct{}{}, nil
+	})
+	return err
+}
+
+// notNullText is what a column's NOT NULL adds to its definition when two
+// sides are compared: NOT VALID and NO INHERIT, which only 18 has (an older
+// side's NOT NULL flag is a valid, inherited constraint, the same as 18's
+// plain one), and the constraint's name when both sides are 18+ (before 18
+// it has none).
+func (c *columnDef) notNullText(named bool) string {
+	if !c.notNull {
+		return ""
+	}
+	var s string
+	if c.notNullInvalid {
+		s += " NOT VALID"
+	}
+	if c.noInherit {
+		s += " NO INHERIT"
+	}
+	if named && c.notNullName != "" {
+		s += " (constraint " + ident(c.notNullName) + ")"
+	}
+	return s
+}
+
+// notNullFix is the statement that gives the target column the source's NOT
+// NULL constraint when only its name or validity differs, or "".
+func notNullFix(q qname, sc, dc *columnDef, named bool) string {
+	if !sc.notNull || !dc.notNull || sc.noInherit != dc.noInherit {
+		return ""
+	}
+	var acts []string
+	if named && sc.notNullName != dc.notNullName && dc.notNullName != "" {
+		acts = append(acts, "ALTER TABLE "+q.ident()+" RENAME CONSTRAINT "+ident(dc.notNullName)+" TO "+ident(sc.notNullName)+";")
+	}
+	switch {
+	case sc.notNullInvalid == dc.notNullInvalid:
+	case !sc.notNullInvalid && dc.notNullName != "":
+		// The source's is enforced on every row: validate the target's.
+		name := dc.notNullName
+		if named {
+			name = sc.notNullName
+		}
+		acts = append(acts, "ALTER TABLE "+q.ident()+" VALIDATE CONSTRAINT "+ident(name)+";")
+	default:
+		return "" // weaker on the source than on the target: a DBA decides
+	}
+	return strings.Join(acts, "\n")
 }
 
 // ---- comparing --------------------------------------------------------------
@@ -1359,11 +1443,18 @@ func diffColumns(s, d *schemaInfo) []Difference {
 					Fix: addColumn(q, sc, ownedSequences(s, q, sc.name)), order: order{major: sc.tableOID, minor: sc.num}})
 				continue
 			}
-			if normalizeExpr(sc.definition()) == normalizeExpr(dc.definition()) {
+			named := s.version >= 180000 && d.version >= 180000
+			sdef, ddef := sc.definition()+sc.notNullText(named), dc.definition()+dc.notNullText(named)
+			if normalizeExpr(sdef) == normalizeExpr(ddef) {
 				continue
 			}
-			out = append(out, Difference{Kind: "column", Object: m.String(), Source: sc.definition(), Target: dc.definition(),
-				Stops: columnTypeStops(sc, dc), Fix: alterColumn(q, sc, dc, d.version), order: order{major: sc.tableOID, minor: sc.num}})
+			fix := alterColumn(q, sc, dc, d.version)
+			if normalizeExpr(sc.definition()) == normalizeExpr(dc.definition()) {
+				// Only the NOT NULL constraints' kind or name differ.
+				fix = notNullFix(q, sc, dc, named)
+			}
+			out = append(out, Difference{Kind: "column", Object: m.String(), Source: sdef, Target: ddef,
+				Stops: columnTypeStops(sc, dc), Fix: fix, order: order{major: sc.tableOID, minor: sc.num}})
 		}
 		for _, dc := range dcols {
 			if !src[dc.name] {
@@ -1843,8 +1934,12 @@ func lineDiff(a, b []string) []string {
 //   - A range type gets a multirange type and constructor functions from 14
 //     on: they depend on the range and are left out (types of kind 'm',
 //     functions with an internal dependency).
-//   - NOT NULL constraints are rows of pg_constraint from 18 on: left out,
-//     NOT NULL is a column property here.
+//   - NOT NULL constraints are rows of pg_constraint from 18 on, with a
+//     name, NOT VALID and NO INHERIT; before, a column flag. They are left
+//     out of the constraints and compared with their column: against an
+//     older side, an 18 side's plain (valid, inherited) one equals the flag
+//     and NOT VALID or NO INHERIT is a difference; between two 18 sides the
+//     name counts too (notNullText).
 //   - Enum sort orders are renumbered by a restore (a label added BEFORE
 //     another gets 1.5): labels are compared in order, not by number.
 //   - Contrib extensions have other default versions: a warning.
