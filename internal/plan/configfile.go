@@ -85,14 +85,36 @@ func ConfigYAML(m *config.Migration) []byte {
 	if m.SplitLarger != 0 {
 		str("split_larger_than", size(m.SplitLarger))
 	}
+	// The switchover's settings, for the switchover and rollback scripts.
+	// pgbouncer_ini is absolute: config resolved it against the original.
+	if len(m.PgBouncer) > 0 || m.PgBouncerINI != "" || m.PgBouncerDB != "" || m.Fence != "" || len(m.AppRoles) > 0 || m.MaxPause != 0 || m.SwitchHook != "" {
+		b.WriteString("\n")
+	}
+	kv("pgbouncer", m.PgBouncer)
+	str("pgbouncer_ini", m.PgBouncerINI)
+	str("pgbouncer_db", m.PgBouncerDB)
+	str("fence", m.Fence)
+	kv("app_roles", m.AppRoles)
+	if m.MaxPause != 0 {
+		str("max_pause", m.MaxPause.String())
+	}
+	str("switch_hook", m.SwitchHook)
 	return []byte(b.String())
 }
 
+// quoteAll writes each string as an item of a flow sequence ([ a, b ]):
+// plain where it reads back as itself there, double-quoted where not (a
+// URL's ':' or '?', a comma, a bracket).
 func quoteAll(l []string) []string {
 	out := make([]string, len(l))
 	for i, s := range l {
 		q, _ := yaml.Marshal(s)
 		out[i] = strings.TrimSuffix(string(q), "\n")
+		var back []string
+		if err := yaml.Unmarshal([]byte("[ "+out[i]+" ]"), &back); err != nil || len(back) != 1 || back[0] != s {
+			q, _ = yaml.Marshal(&yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: s})
+			out[i] = strings.TrimSuffix(string(q), "\n")
+		}
 	}
 	return out
 }

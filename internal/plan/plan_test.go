@@ -404,6 +404,9 @@ func TestPlanConfigYAMLRoundTrip(t *testing.T) {
 		"src_url: postgres://dba@h1:6432/meta?sslmode=require\ndst_url: host=h2 port=5433 dbname=test user=other\npg_replication_username: repl\nmigration_context_dir: /tmp/m\n",
 		"src_ip: 10.0.0.1\nsrc_db: meta\ndst_ip: 10.0.0.2\ndst_db: test\nsub_conn: host=src.internal dbname=meta user=repl\nmigration_context_dir: /tmp/m\n",
 		"src_ip: \"::1\"\nsrc_port: 5433\nsrc_db: \"it's\"\ndst_ip: localhost\ndst_db: \"x y\"\nmigration_context_dir: \"/tmp/with space\"\n",
+		fixtureYAML + "pgbouncer: [ 'postgres://admin@pgb1:6432/pgbouncer', \"postgres://o'brien@pgb2:6432/pgbouncer?sslmode=disable\" ]\n" +
+			"pgbouncer_ini: \"ini dir/pgbouncer's.ini\"\npgbouncer_db: \"app db\"\nfence: database\napp_roles: [ app_rw, \"o'brien\", 'x \"y\"' ]\nmax_pause: 1500ms\n" +
+			"switch_hook: \"/usr/local/bin/repoint --to \\\"$PGMOVE_HOST\\\" 'x y'\"\n",
 	} {
 		m := fixtureMigration(t, yml)
 		copied := ConfigYAML(m)
