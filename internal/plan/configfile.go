@@ -17,7 +17,7 @@ import (
 // migration has no password (config refuses one), so neither has the file.
 func ConfigYAML(m *config.Migration) []byte {
 	var b strings.Builder
-	b.WriteString("# migration.yml of " + dirName(m) + ", written by pgmove plan.\n")
+	b.WriteString("# migration.yml of " + commentText(dirName(m)) + ", written by pgmove plan.\n")
 	b.WriteString("# The scripts of this directory use it. Edit the original and rerun pgmove plan\n")
 	b.WriteString("# rather than this copy. Passwords come from ~/.pgpass, PGPASSFILE or PGPASSWORD.\n")
 	kv := func(k string, v any) {
