@@ -75,6 +75,10 @@ type Result struct {
 	Warnings  []string `json:"warnings,omitempty"`
 }
 
+// ReverseNames are the names of the way back a switchover leaves running:
+// the target's publication and slot, and the source's subscription.
+func ReverseNames(m *config.Migration) (pub, sub, slot string) { return reverseNames(m) }
+
 // names of the reverse path: the target's publication and slot, and the
 // source's subscription that replicates the target's writes back.
 func reverseNames(m *config.Migration) (pub, sub, slot string) {
@@ -821,7 +825,11 @@ func describePause(d direction, o Options) {
 		for _, role := range o.AppRoles {
 			fmt.Fprintf(w, "-- %s: ALTER ROLE %s NOLOGIN;\n", d.primary.Side, pgx.Identifier{role}.Sanitize())
 		}
-		fmt.Fprintf(w, "-- %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN (%s);\n", d.primary.Side, strings.Join(o.AppRoles, ", "))
+		var lits []string
+		for _, role := range o.AppRoles {
+			lits = append(lits, replication.QuoteLiteral(role))
+		}
+		fmt.Fprintf(w, "-- %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN (%s);\n", d.primary.Side, strings.Join(lits, ", "))
 	default:
 		fmt.Fprintln(w, "-- no fence: the application's writes must have stopped")
 	}
