@@ -567,7 +567,7 @@ func TestPlanRunbookSwitch(t *testing.T) {
 				"entry `meta` of `/etc/pgbouncer/pgbouncer.ini` set to `host=10.10.10.11 port=5432 dbname=test`, then `RELOAD`",
 				"`RESUME \"meta\";`: the waiting queries go on, to the target", "at most 2s (max_pause)",
 				"publication `pub_pg_meta_meta_reverse` and slot `sub_pg_meta_meta_reverse` on the target",
-				"on the source `DROP SUBSCRIPTION \"sub_pg_meta_meta_reverse\";`", "### Or by hand", "#### Stop source write traffic"},
+				"`./cleanup` (see [Clean up](#clean-up)) drops it with the rest: the source's subscription `sub_pg_meta_meta_reverse`", "### Or by hand", "#### Stop source write traffic"},
 			not: []string{"origin = none", "pgmove has no command for it"}},
 		{name: "database fence and a hook, source 16", yml: base + "fence: database\napp_roles: [ app_rw, \"o'brien\" ]\nmax_pause: 750ms\nswitch_hook: /usr/local/bin/repoint-dns\npgbouncer_db: appdb\n", version: "16.4",
 			want: []string{"the roles `\"app_rw\"`, `\"o'brien\"` lose `LOGIN` on the source and their sessions are terminated",

@@ -89,7 +89,7 @@ var Scripts = []Script{
 		Effect: "Read-only: exit 3 when the sides differ."},
 	{Name: "remove-sub", Command: "remove-sub", Summary: "disable and drop the subscription on the target (and its slot on the source)", Side: "target",
 		Mutating: true, Effect: "Changes both: the target stops following the source."},
-	{Name: "cleanup", Command: "cleanup", Summary: "drop everything the migration made: subscription, publication, slot", Side: "both",
+	{Name: "cleanup", Command: "cleanup", Summary: "drop everything the migration made: subscription, publication, slot, and the way back a switchover left", Side: "both",
 		Mutating: true, Effect: "Changes both: data and schema are left alone."},
 	{Name: "status", Command: "status", Summary: "where the migration stands and the next step", Side: "both",
 		Effect: "Read-only."},
