@@ -220,3 +220,94 @@ app_roles: [ "app rw", "o'brien" ]
 	}
 	assertNoPassword(t, dir)
 }
+
+// TestPlanSwitchoverScripts runs the plan's switchover and rollback scripts
+// for real (-y) on a 16 -> 17 pair while an application writes through
+// pgbouncer every 10 ms: the traffic goes to the target and back, no commit
+// fails or is lost, and ./cleanup then leaves no replication object on
+// either side.
+func TestPlanSwitchoverScripts(t *testing.T) {
+	p := newPair(t, 16, 17)
+	bin := buildPgmove(t)
+	pgtest.Exec(t, p.src, "meta", `CREATE TABLE probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), note text);
+		GRANT SELECT ON ALL TABLES IN SCHEMA public TO replicator`)
+	p.must("migrate")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := pgserver.StartPgBouncer(ctx, pgserver.BouncerOptions{Name: "plan-scripts",
+		Databases: map[string]string{"meta": fmt.Sprintf("host=127.0.0.1 port=%d dbname=meta", p.src.Port)},
+		User:      "postgres", Password: pgtest.Password()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("pgbouncer log:\n%s", b.LogTail(30))
+		}
+		b.Stop()
+	}()
+	p.writeConfig(fmt.Sprintf("pgbouncer: [ %s ]\npgbouncer_ini: %s\n", strconv.Quote(b.AdminURL("postgres")), strconv.Quote(b.INI)))
+	p.must("plan", "--pgmove", bin)
+	dir := filepath.Join(p.dir, "migration", "pg-meta.meta")
+	probe := startAppWriter(t, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/meta?sslmode=disable", b.Port), "probe", 10*time.Millisecond)
+	defer probe.stop()
+	time.Sleep(500 * time.Millisecond)
+
+	r := mustScript(t, dir, "./switchover -y")
+	if !strings.Contains(r.stdout, "switchover: done: the application was paused") {
+		t.Fatalf("./switchover -y: %s", r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	t.Logf("./switchover: %s; the probe's longest gap between commits %s", lastLine(r.stdout, "switchover: done"), probe.gapSince())
+	if got := pgtest.QueryValue[int64](t, p.dst, "test", "SELECT count(*) FROM probe WHERE at > now() - interval '400 ms'"); got == 0 {
+		t.Fatal("the application's writes do not reach the target after ./switchover")
+	}
+	waitEqual(t, p, "probe", false)
+
+	r = mustScript(t, dir, "./rollback -y")
+	if !strings.Contains(r.stdout, "rollback: done: the application was paused") {
+		t.Fatalf("./rollback -y: %s", r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	t.Logf("./rollback: %s; the probe's longest gap between commits %s", lastLine(r.stdout, "rollback: done"), probe.gapSince())
+	if got := pgtest.QueryValue[int64](t, p.src, "meta", "SELECT count(*) FROM probe WHERE at > now() - interval '400 ms'"); got == 0 {
+		t.Fatal("the application's writes do not reach the source after ./rollback")
+	}
+	waitEqual(t, p, "probe", true)
+	probe.stop()
+	waitEqual(t, p, "probe", true)
+	if len(probe.failed) > 0 {
+		t.Errorf("%d commits failed, first: %s", len(probe.failed), probe.failed[0])
+	}
+	for _, side := range []struct {
+		s  *pgserver.Server
+		db string
+	}{{p.src, "meta"}, {p.dst, "test"}} {
+		if lost := probe.missing(t, side.s, side.db); len(lost) > 0 {
+			t.Errorf("%s lacks %d acknowledged rows: %v", side.db, len(lost), lost)
+		}
+	}
+	t.Logf("%d commits acknowledged, 0 lost", len(probe.acked))
+
+	mustScript(t, dir, "./cleanup -y")
+	for _, side := range []struct {
+		s  *pgserver.Server
+		db string
+	}{{p.src, "meta"}, {p.dst, "test"}} {
+		if left := pgtest.QueryRows(t, side.s, side.db, everything); len(left) > 0 {
+			t.Errorf("./cleanup left on %s: %v", side.db, left)
+		}
+	}
+	assertNoPassword(t, dir)
+}
+
+// lastLine is the last line of out that starts with prefix.
+func lastLine(out, prefix string) string {
+	found := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			found = l
+		}
+	}
+	return found
+}

@@ -117,6 +117,8 @@ func TestPlanScriptsBehave(t *testing.T) {
 			calls: []string{cfg + "switchover --dry-run"}, output: "nothing changed; read the statements above"},
 		{name: "switchover -y shows, then switches; its exit status kept", line: act + "./switchover -y --json", env: []string{"FAKE_EXIT=1"}, code: 1,
 			calls: []string{cfg + "switchover --json --dry-run", cfg + "switchover --json"}, log: "exit 1"},
+		{name: "--apply -n only shows", line: act + "./check-replica-identity-solution --apply -n", code: 0,
+			calls: []string{cfg + "check-replica-identity-solution --apply --dry-run"}, output: "nothing changed"},
 		{name: "-n on a read-only script", line: act + "./progress -n", code: 0, calls: []string{cfg + "progress -n"}},
 		{name: "activate exports the seed's variables", line: act + `echo "$SRCCLS $SRCDB $SRCIP $DSTCLS $DSTIP $DSTDB $PUBNAME $SUBNAME $DIRPATH $PWD"`, code: 0,
 			output: "pg-meta meta 10.10.10.10 pg-test 10.10.10.11 test pub_pg_meta_meta sub_pg_meta_meta " + dir + " " + dir},
