@@ -117,7 +117,9 @@ func newCleanupCmd(g *globals) *cobra.Command {
 		Use:   "cleanup",
 		Short: "Drop everything the migration made: subscription, publication, slots",
 		Long: `cleanup drops the subscription on the target, the publication and any
-replication slot of this migration on the source. It works when the source
+replication slot of this migration on the source, and the way back a
+switchover left (the source's subscription to the target, the target's
+publication and slot; rollback is refused after it). It works when the source
 is unreachable: it drops what is on the target, prints what to drop on the
 source later, and exits 1 (the slot keeps WAL there until dropped). Rerunning
 it changes nothing. Data and schema on both sides are left alone. --dry-run
@@ -202,11 +204,11 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 				done = append(done, fmt.Sprintf("replication slot %q dropped", sl.Name))
 			}
 		}
-		back, err := cleanupReverse(ctx, s, o.dryRun)
+		rev, err := cleanupReverse(ctx, s, o.dryRun)
 		if err != nil {
 			return "", nil, err
 		}
-		done = append(done, back...)
+		done = append(done, rev...)
 		if len(done) == 0 {
 			done = append(done, "nothing else to drop on the source")
 		}
@@ -220,10 +222,9 @@ func runCleanup(ctx context.Context, s *session, o *removeOptions) error {
 	})
 }
 
-// cleanupReverse drops the way back a switchover made: the source's
-// subscription to the target, and the target's publication and slot (a
-// slot left there keeps WAL on the new primary for ever). After it, no
-// rollback is possible.
+// cleanupReverse drops the way back a switchover left: the source's
+// subscription to the target (PostgreSQL drops its slot on the target), and
+// the target's publication and slot. After it, rollback is refused.
 func cleanupReverse(ctx context.Context, s *session, dryRun bool) ([]string, error) {
 	pub, sub, slot := switchover.ReverseNames(s.m)
 	r := s.runner(dryRun)
@@ -232,29 +233,32 @@ func cleanupReverse(ctx context.Context, s *session, dryRun bool) ([]string, err
 	if err != nil {
 		return nil, err
 	}
+	s.note("reverse_subscription_dropped", res.Dropped)
 	if res.Dropped {
-		done = append(done, fmt.Sprintf("the way back's subscription %q dropped on the source", sub))
+		done = append(done, fmt.Sprintf("subscription %q of the way back dropped on the source", sub))
+	}
+	if len(res.OrphanSlots) > 0 {
+		var stmts []string
+		for _, sl := range res.OrphanSlots {
+			stmts = append(stmts, replication.DropSlotSQL(sl)+";")
+		}
+		return nil, fmt.Errorf("target: replication slot(s) %s of the way back could not be dropped and keep WAL there: run on the target %s", strings.Join(quoteAll(res.OrphanSlots), ", "), strings.Join(stmts, " "))
 	}
 	dropped, err := replication.DropPublication(ctx, r, s.dst, pub)
 	if err != nil {
 		return nil, err
 	}
+	s.note("reverse_publication_dropped", dropped)
 	if dropped {
-		done = append(done, fmt.Sprintf("the way back's publication %q dropped on the target", pub))
+		done = append(done, fmt.Sprintf("publication %q of the way back dropped on the target", pub))
 	}
-	slots, err := catalog.Slots(ctx, s.dst)
-	if err != nil {
-		return nil, err
-	}
-	for _, sl := range slots {
-		if sl.Name == slot && !slices.Contains(res.SlotsDropped, slot) {
-			ok, err := replication.DropSlot(ctx, r, s.dst, slot)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				done = append(done, fmt.Sprintf("the way back's replication slot %q dropped on the target", slot))
-			}
+	if !slices.Contains(res.SlotsDropped, slot) {
+		ok, err := replication.DropSlot(ctx, r, s.dst, slot)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			done = append(done, fmt.Sprintf("replication slot %q of the way back dropped on the target", slot))
 		}
 	}
 	return done, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgmove/pgmove/internal/state"
 	"github.com/pgmove/pgmove/internal/switchover"
 )
 
@@ -55,7 +56,8 @@ A failure before the switch, or a target that does not reach the fence
 within --max-pause (default 2s), lifts the fence and exits 1: the
 application goes on writing where it did, nothing lost, nothing switched.
 Each stage is journaled: a rerun after a killed pgmove lifts a fence held
-before the switch, or finishes a switch made, and says which.`
+before the switch, or finishes a switch made (--switch-hook run again), and
+says which; --dry-run then says which it would do.`
 
 func newSwitchoverCmd(g *globals) *cobra.Command {
 	o := &switchoverOptions{}
@@ -178,6 +180,10 @@ func runSwitch(ctx context.Context, s *session, o *switchoverOptions, back bool)
 			return err
 		}
 		so.Journal = s.journal
+	} else if j, err := state.Open(s.m.ContextDir); err == nil && j.Exists() {
+		// Read only: a dry run says what a rerun after a killed switch
+		// would finish or undo, instead of refusing the state it left.
+		so.Journal = j
 	}
 	run := switchover.Switchover
 	if back {

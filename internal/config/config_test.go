@@ -91,6 +91,7 @@ func TestConfigErrors(t *testing.T) {
 		{"password in yaml url", "src_url: 'host=h dbname=d password=secret'\ndst_url: postgres://h/d\n", Overrides{}, "source: src_url holds a password"},
 		{"password in sub_conn", "src_ip: h\nsrc_db: d\ndst_ip: h\ndst_db: d\nsub_conn: host=h password=x\n", Overrides{}, "sub_conn holds a password"},
 		{"bad pattern", "src_ip: h\nsrc_db: d\ndst_ip: h\ndst_db: d\ninclude: ['a b']\n", Overrides{}, `include "a b": unquoted space`},
+		{"password in pgbouncer", "src_ip: h\nsrc_db: d\ndst_ip: h\ndst_db: d\npgbouncer: [ 'postgres://admin:secret@pgb:6432/pgbouncer' ]\n", Overrides{}, "config: pgbouncer: the URL of console pgb:6432 holds a password; remove it"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -270,4 +271,26 @@ func FuzzResolve(f *testing.F) {
 			}
 		}
 	})
+}
+
+// pgbouncer_ini is read relative to the config file, as
+// migration_context_dir is, not to wherever pgmove runs.
+func TestPgBouncerINIRelativeToConfig(t *testing.T) {
+	for _, c := range []struct{ ini, config, want string }{
+		{"pgbouncer.ini", "/etc/pgmove/migration.yml", "/etc/pgmove/pgbouncer.ini"},
+		{"../pgb/pgbouncer.ini", "/etc/pgmove/migration.yml", "/etc/pgb/pgbouncer.ini"},
+		{"/etc/pgbouncer/pgbouncer.ini", "/srv/m.yml", "/etc/pgbouncer/pgbouncer.ini"},
+	} {
+		f, err := Parse("m.yml", []byte("src_ip: h\nsrc_db: d\ndst_ip: h\ndst_db: d\npgbouncer_ini: "+c.ini+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Resolve(f, Overrides{ConfigFile: c.config})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.PgBouncerINI != c.want {
+			t.Errorf("pgbouncer_ini %s in %s: %s, want %s", c.ini, c.config, m.PgBouncerINI, c.want)
+		}
+	}
 }

@@ -239,6 +239,24 @@ func Resolve(f *File, o Overrides) (*Migration, error) {
 	m.Copy = f.Copy
 	m.Jobs = f.Jobs
 	m.PgBouncer, m.PgBouncerINI, m.PgBouncerDB, m.AppRoles, m.SwitchHook = f.PgBouncer, f.PgBouncerINI, f.PgBouncerDB, f.AppRoles, f.SwitchHook
+	for _, u := range m.PgBouncer {
+		ci, err := ParseConninfo(u)
+		if err != nil {
+			return nil, fmt.Errorf("config: pgbouncer: %w", err)
+		}
+		if _, ok := ci["password"]; ok {
+			return nil, fmt.Errorf("config: pgbouncer: the URL of console %s holds a password; remove it and put the password in ~/.pgpass (or PGPASSFILE, PGPASSWORD)", net.JoinHostPort(ci["host"], ci["port"]))
+		}
+	}
+	if m.PgBouncerINI != "" {
+		if !filepath.IsAbs(m.PgBouncerINI) && o.ConfigFile != "" {
+			// Relative to the config file, as migration_context_dir is.
+			m.PgBouncerINI = filepath.Join(filepath.Dir(o.ConfigFile), m.PgBouncerINI)
+		}
+		if abs, err := filepath.Abs(m.PgBouncerINI); err == nil {
+			m.PgBouncerINI = abs
+		}
+	}
 	switch f.Fence {
 	case "", "pgbouncer", "database", "none":
 		m.Fence = f.Fence

@@ -17,7 +17,7 @@ import (
 // migration has no password (config refuses one), so neither has the file.
 func ConfigYAML(m *config.Migration) []byte {
 	var b strings.Builder
-	b.WriteString("# migration.yml of " + dirName(m) + ", written by pgmove plan.\n")
+	b.WriteString("# migration.yml of " + commentText(dirName(m)) + ", written by pgmove plan.\n")
 	b.WriteString("# The scripts of this directory use it. Edit the original and rerun pgmove plan\n")
 	b.WriteString("# rather than this copy. Passwords come from ~/.pgpass, PGPASSFILE or PGPASSWORD.\n")
 	kv := func(k string, v any) {
@@ -85,14 +85,36 @@ func ConfigYAML(m *config.Migration) []byte {
 	if m.SplitLarger != 0 {
 		str("split_larger_than", size(m.SplitLarger))
 	}
+	// The switchover's settings, for the switchover and rollback scripts.
+	// pgbouncer_ini is absolute: config resolved it against the original.
+	if len(m.PgBouncer) > 0 || m.PgBouncerINI != "" || m.PgBouncerDB != "" || m.Fence != "" || len(m.AppRoles) > 0 || m.MaxPause != 0 || m.SwitchHook != "" {
+		b.WriteString("\n")
+	}
+	kv("pgbouncer", m.PgBouncer)
+	str("pgbouncer_ini", m.PgBouncerINI)
+	str("pgbouncer_db", m.PgBouncerDB)
+	str("fence", m.Fence)
+	kv("app_roles", m.AppRoles)
+	if m.MaxPause != 0 {
+		str("max_pause", m.MaxPause.String())
+	}
+	str("switch_hook", m.SwitchHook)
 	return []byte(b.String())
 }
 
+// quoteAll writes each string as an item of a flow sequence ([ a, b ]):
+// plain where it reads back as itself there, double-quoted where not (a
+// URL's ':' or '?', a comma, a bracket).
 func quoteAll(l []string) []string {
 	out := make([]string, len(l))
 	for i, s := range l {
 		q, _ := yaml.Marshal(s)
 		out[i] = strings.TrimSuffix(string(q), "\n")
+		var back []string
+		if err := yaml.Unmarshal([]byte("[ "+out[i]+" ]"), &back); err != nil || len(back) != 1 || back[0] != s {
+			q, _ = yaml.Marshal(&yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: s})
+			out[i] = strings.TrimSuffix(string(q), "\n")
+		}
 	}
 	return out
 }

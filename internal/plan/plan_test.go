@@ -31,6 +31,8 @@ dst_vip: 10.10.10.3
 pg_admin_username: dbuser_dba
 pg_replicatoin_username: replicator
 migration_context_dir: /home/dba/migration
+pgbouncer: [ postgres://dbuser_dba@10.10.10.10:6432/pgbouncer ]
+pgbouncer_ini: /etc/pgbouncer/pgbouncer.ini
 `
 
 func fixtureMigration(t *testing.T, yml string) *config.Migration {
@@ -404,6 +406,9 @@ func TestPlanConfigYAMLRoundTrip(t *testing.T) {
 		"src_url: postgres://dba@h1:6432/meta?sslmode=require\ndst_url: host=h2 port=5433 dbname=test user=other\npg_replication_username: repl\nmigration_context_dir: /tmp/m\n",
 		"src_ip: 10.0.0.1\nsrc_db: meta\ndst_ip: 10.0.0.2\ndst_db: test\nsub_conn: host=src.internal dbname=meta user=repl\nmigration_context_dir: /tmp/m\n",
 		"src_ip: \"::1\"\nsrc_port: 5433\nsrc_db: \"it's\"\ndst_ip: localhost\ndst_db: \"x y\"\nmigration_context_dir: \"/tmp/with space\"\n",
+		strings.Split(fixtureYAML, "pgbouncer:")[0] + "pgbouncer: [ 'postgres://admin@pgb1:6432/pgbouncer', \"postgres://o'brien@pgb2:6432/pgbouncer?sslmode=disable\" ]\n" +
+			"pgbouncer_ini: \"ini dir/pgbouncer's.ini\"\npgbouncer_db: \"app db\"\nfence: database\napp_roles: [ app_rw, \"o'brien\", 'x \"y\"' ]\nmax_pause: 1500ms\n" +
+			"switch_hook: \"/usr/local/bin/repoint --to \\\"$PGMOVE_HOST\\\" 'x y'\"\n",
 	} {
 		m := fixtureMigration(t, yml)
 		copied := ConfigYAML(m)
@@ -546,4 +551,54 @@ func lookBash(t *testing.T) string {
 		t.Fatal("bash not found: the scripts need it")
 	}
 	return bash
+}
+
+// The runbook's switch moment says what ./switchover does with this
+// migration's settings: its fence, where the traffic goes, and what is
+// missing when migration.yml sets neither.
+func TestPlanRunbookSwitch(t *testing.T) {
+	base := strings.Split(fixtureYAML, "pgbouncer:")[0]
+	for _, c := range []struct {
+		name, yml, version string
+		want, not          []string
+	}{
+		{name: "pgbouncer", yml: fixtureYAML, version: "15.10",
+			want: []string{"`PAUSE \"meta\";` on the pgbouncer console `host=10.10.10.10 port=6432 dbname=pgbouncer user=dbuser_dba`",
+				"entry `meta` of `/etc/pgbouncer/pgbouncer.ini` set to `host=10.10.10.11 port=5432 dbname=test`, then `RELOAD`",
+				"`RESUME \"meta\";`: the waiting queries go on, to the target", "at most 2s (max_pause)",
+				"publication `pub_pg_meta_meta_reverse` and slot `sub_pg_meta_meta_reverse` on the target",
+				"`./cleanup` (see [Clean up](#clean-up)) drops it with the rest: the source's subscription `sub_pg_meta_meta_reverse`", "### Or by hand", "#### Stop source write traffic"},
+			not: []string{"origin = none", "pgmove has no command for it"}},
+		{name: "database fence and a hook, source 16", yml: base + "fence: database\napp_roles: [ app_rw, \"o'brien\" ]\nmax_pause: 750ms\nswitch_hook: /usr/local/bin/repoint-dns\npgbouncer_db: appdb\n", version: "16.4",
+			want: []string{"the roles `\"app_rw\"`, `\"o'brien\"` lose `LOGIN` on the source and their sessions are terminated",
+				"`/usr/local/bin/repoint-dns` run by `/bin/sh` in this directory, with `PGMOVE_DIRECTION`",
+				"the fence stays on the source, which must take no writes now", "at most 750ms (max_pause)",
+				"(with `origin = none`: the source is 16 or later)",
+				"lift it by hand (`ALTER ROLE \"app_rw\" LOGIN;`, `ALTER ROLE \"o'brien\" LOGIN;` on the source)"},
+			not: []string{"PAUSE", "RELOAD"}},
+		{name: "no fence, no route", yml: base, version: "15.10",
+			want: []string{"the fence: none: migration.yml names no pgbouncer console and no fence, so pgmove does not stop the writes",
+				"the traffic: nothing: migration.yml names no `pgbouncer_ini` and no `switch_hook`, so the applications still reach the source"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := fixtureInput(t)
+			in.M = fixtureMigration(t, c.yml)
+			in.Facts.Source.Version = c.version
+			md, err := Runbook(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := string(md)
+			for _, w := range c.want {
+				if !strings.Contains(s, w) {
+					t.Errorf("runbook lacks %q", w)
+				}
+			}
+			for _, n := range c.not {
+				if strings.Contains(s, n) {
+					t.Errorf("runbook says %q", n)
+				}
+			}
+		})
+	}
 }

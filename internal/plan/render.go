@@ -25,6 +25,7 @@ var templateFiles embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"shell":    shellQuote,
+	"comment":  commentText,
 	"code":     code,
 	"cell":     cell,
 	"bytes":    check.PrettyBytes,
@@ -166,6 +167,17 @@ func dirName(m *config.Migration) string { return filepath.Base(m.ContextDir) }
 // shellQuote quotes s for a POSIX shell: single quotes, each ' as '\”.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// commentText makes s safe inside a shell comment: a line break in a
+// database or cluster name would end the comment and run the rest.
+func commentText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // code renders s as a markdown code span, with a fence longer than any run

@@ -15,6 +15,7 @@ import (
 	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/replication"
+	"github.com/pgmove/pgmove/internal/switchover"
 )
 
 // maxTablesListed bounds the runbook's table list; the scripts list them all.
@@ -57,6 +58,44 @@ type runbookData struct {
 	Replicas               []string // the target's members but its leader, once each
 	CopySeq                string   // what copy-seq does for this migration
 	Scripts                []Script
+	Switch                 switchPlan
+}
+
+// switchPlan is what ./switchover does with migration.yml's settings, as
+// pgmove switchover resolves them (flags given to the script win).
+type switchPlan struct {
+	Fence                   string   // pgbouncer, database or none
+	Consoles                []string // pgbouncer admin consoles, password-free
+	INI, Entry, Route       string   // pgbouncer_ini, its entry, what the entry becomes
+	Roles                   []string // app_roles, as SQL identifiers
+	MaxPause                string
+	Hook                    string
+	RevPub, RevSub, RevSlot string // the way back a switchover leaves running
+	OriginNone              bool   // the source is 16+: the reverse subscription has origin = none
+}
+
+func switchPlanFor(m *config.Migration, f *Facts) switchPlan {
+	sp := switchPlan{Fence: m.Fence, INI: m.PgBouncerINI, Entry: orPlaceholder(m.PgBouncerDB, m.Src.DB), Hook: m.SwitchHook, MaxPause: "2s"}
+	for _, u := range m.PgBouncer {
+		sp.Consoles = append(sp.Consoles, config.Redact(u))
+	}
+	if sp.Fence == "" {
+		sp.Fence = switchover.FenceNone
+		if len(m.PgBouncer) > 0 {
+			sp.Fence = switchover.FencePgBouncer
+		}
+	}
+	for _, r := range m.AppRoles {
+		sp.Roles = append(sp.Roles, pgx.Identifier{r}.Sanitize())
+	}
+	if m.MaxPause != 0 {
+		sp.MaxPause = m.MaxPause.String()
+	}
+	sp.Route = fmt.Sprintf("host=%s port=%s dbname=%s", m.Dst.Host(), m.Dst.Port(), m.Dst.DB)
+	sp.RevPub, sp.RevSub, sp.RevSlot = switchover.ReverseNames(m)
+	n, err := strconv.Atoi(major(f.Source.Version))
+	sp.OriginNone = err == nil && n >= 16
+	return sp
 }
 
 func runbookTitle(m *config.Migration) string {
@@ -105,6 +144,7 @@ func Runbook(in Input) ([]byte, error) {
 	d.Access, d.TargetHost = access(m)
 	d.Replicas = targetReplicas(m)
 	d.CopySeq = copySeqDoes(f)
+	d.Switch = switchPlanFor(m, f)
 	var b bytes.Buffer
 	if err := templates.ExecuteTemplate(&b, "runbook.md.tmpl", d); err != nil {
 		return nil, fmt.Errorf("plan: render runbook: %w", err)

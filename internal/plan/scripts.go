@@ -29,8 +29,9 @@ type Script struct {
 }
 
 // Scripts are the context directory's scripts in the runbook's order: the
-// seed's twelve, plus check, check-plan, cleanup and status. They are
-// written for the default snapshot copy; ScriptsFor gives a migration's.
+// seed's twelve, plus check, check-plan, switchover, rollback, cleanup and
+// status. They are written for the default snapshot copy; ScriptsFor gives
+// a migration's.
 var Scripts = []Script{
 	{Name: "check", Command: "check", Summary: "everything that blocks or endangers the migration, with the fix for each", Side: "both",
 		Effect: "Read-only: connects to both sides, probes the replication connections (rolled back)."},
@@ -60,6 +61,26 @@ var Scripts = []Script{
 		}},
 	{Name: "progress", Command: "progress", Usage: "[--watch]", Summary: "per-table copy state, replication lag, throughput and ETA", Side: "both",
 		Effect: "Read-only."},
+	{Name: "switchover", Command: "switchover", Usage: "[--max-pause D] [--json]", Summary: "move the application from the source to the target in one pause, with replication back for a rollback", Side: "both",
+		Mutating: true, Effect: "Changes both, and where the traffic goes: the way back prepared ahead, then one pause (at most max_pause, 2s by default) to fence the writers, catch up, carry the sequences, turn the replication round and point the traffic at the target.",
+		Note: []string{
+			"The fence, the pgbouncer consoles and entry, the application roles, the",
+			"pause's budget and the switch hook are migration.yml's (pgbouncer,",
+			"pgbouncer_ini, pgbouncer_db, fence, app_roles, max_pause, switch_hook);",
+			"a flag given here wins. Console passwords come from ~/.pgpass.",
+			"Exit 0: switched, the application writes to the target. Exit 1: refused",
+			"before any fence, or abandoned with the fence lifted and nothing switched",
+			"(the application writes to the source), or switched but not finished",
+			"(the message says what is left; a rerun finishes it). A rerun after a",
+			"killed run finishes or undoes what it left, and says which.",
+		}},
+	{Name: "rollback", Command: "rollback", Usage: "[--max-pause D] [--json]", Summary: "after a switchover: move the application back to the source, through the reverse replication", Side: "both",
+		Mutating: true, Effect: "Changes both, and where the traffic goes: the switchover's mirror image; the forward replication runs again afterwards, so a second switchover is possible.",
+		Note: []string{
+			"Refused, with nothing fenced, while the reverse replication (the source's",
+			"subscription to the target) is not streaming: before any switchover, or",
+			"once it was dropped. Same settings and exit codes as switchover.",
+		}},
 	{Name: "copy-seq", Command: "copy-seq", Usage: "[--offset N]", Summary: "copy every sequence's value to the target (at the switch, writes stopped)", Side: "target",
 		Mutating: true, Effect: copySeqEffect()},
 	{Name: "next-seq", Command: "next-seq", Usage: "[N]", Summary: "advance every target sequence N values (default 10000), a margin against conflicts", Side: "target",
@@ -68,7 +89,7 @@ var Scripts = []Script{
 		Effect: "Read-only: exit 3 when the sides differ."},
 	{Name: "remove-sub", Command: "remove-sub", Summary: "disable and drop the subscription on the target (and its slot on the source)", Side: "target",
 		Mutating: true, Effect: "Changes both: the target stops following the source."},
-	{Name: "cleanup", Command: "cleanup", Summary: "drop everything the migration made: subscription, publication, slot", Side: "both",
+	{Name: "cleanup", Command: "cleanup", Summary: "drop everything the migration made: subscription, publication, slot, and the way back a switchover left", Side: "both",
 		Mutating: true, Effect: "Changes both: data and schema are left alone."},
 	{Name: "status", Command: "status", Summary: "where the migration stands and the next step", Side: "both",
 		Effect: "Read-only."},

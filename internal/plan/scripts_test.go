@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pgmove/pgmove/internal/config"
 )
 
 // fakeDir writes a plan whose scripts run a stand-in pgmove that records its
@@ -106,6 +109,17 @@ func TestPlanScriptsBehave(t *testing.T) {
 		{name: "exit status kept", line: act + "./compare --checksum", env: []string{"FAKE_EXIT=3"}, code: 3,
 			calls: []string{cfg + "compare --checksum"}, log: "exit 3"},
 		{name: "check-plan", line: act + "./check-plan", code: 0, calls: []string{cfg + "plan --check"}},
+		{name: "switchover --dry-run only shows", line: act + "./switchover --dry-run", code: 0,
+			calls: []string{cfg + "switchover --dry-run"}, output: "switchover: --dry-run: nothing changed"},
+		{name: "rollback -n only shows, arguments pass through", line: act + "./rollback -n --max-pause 500ms", code: 0,
+			calls: []string{cfg + "rollback --max-pause 500ms --dry-run"}, log: "pgmove rollback --max-pause 500ms --dry-run"},
+		{name: "switchover without -y and without a terminal", line: act + "./switchover", code: 2,
+			calls: []string{cfg + "switchover --dry-run"}, output: "nothing changed; read the statements above"},
+		{name: "switchover -y shows, then switches; its exit status kept", line: act + "./switchover -y --json", env: []string{"FAKE_EXIT=1"}, code: 1,
+			calls: []string{cfg + "switchover --json --dry-run", cfg + "switchover --json"}, log: "exit 1"},
+		{name: "--apply -n only shows", line: act + "./check-replica-identity-solution --apply -n", code: 0,
+			calls: []string{cfg + "check-replica-identity-solution --apply --dry-run"}, output: "nothing changed"},
+		{name: "-n on a read-only script", line: act + "./progress -n", code: 0, calls: []string{cfg + "progress -n"}},
 		{name: "activate exports the seed's variables", line: act + `echo "$SRCCLS $SRCDB $SRCIP $DSTCLS $DSTIP $DSTDB $PUBNAME $SUBNAME $DIRPATH $PWD"`, code: 0,
 			output: "pg-meta meta 10.10.10.10 pg-test 10.10.10.11 test pub_pg_meta_meta sub_pg_meta_meta " + dir + " " + dir},
 	} {
@@ -147,5 +161,90 @@ func TestPlanActivateFallsBackToPath(t *testing.T) {
 	}
 	if got := readCalls(t, calls); len(got) != 1 || !strings.HasSuffix(got[0], " status") {
 		t.Errorf("pgmove ran %q", got)
+	}
+}
+
+// Odd cluster and database names (quotes, $(...), backquotes, a line
+// break) and a context directory with spaces: the scripts pass them to
+// pgmove as they are and run none of them.
+func TestPlanScriptsOddNames(t *testing.T) {
+	root := t.TempDir()
+	calls := filepath.Join(root, "calls")
+	// One argument a line, each call ended by a line "--".
+	stub := "#!/bin/sh\nprintf '%s\\n' \"$@\" -- >>" + shellQuote(calls) + "\n"
+	bin := filepath.Join(root, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "pgmove"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A name that ran as a command would make this file in the
+	// directory the script runs in (the context directory), or here.
+	pwned := "pwned"
+	ctxDir := filepath.Join(root, "my migrations", "it's \"here\"")
+	q := strconv.Quote // a Go string literal is a YAML double-quoted scalar
+	yml := "src_cls: " + q(`pg meta's "x" $(touch `+pwned+`)`) + "\n" +
+		"src_db: " + q("db `touch "+pwned+"`\ntouch "+pwned) + "\n" +
+		"src_ip: 10.10.10.10\ndst_cls: pg-test\ndst_db: " + q("it's a db") + "\ndst_ip: 10.10.10.11\n" +
+		"pub_name: pub_odd\nsub_name: sub_odd\n" +
+		"migration_context_dir: " + q(ctxDir) + "\n" +
+		"pgbouncer: [ 'postgres://admin@10.10.10.10:6432/pgbouncer' ]\npgbouncer_db: " + q("app's db") + "\n"
+	in := fixtureInput(t)
+	in.M = fixtureMigration(t, yml)
+	in.Pgmove = filepath.Join(bin, "pgmove")
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	files, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := in.M.ContextDir
+	if !strings.Contains(dir, "\n") || !strings.HasPrefix(dir, ctxDir+"/") {
+		t.Fatalf("context directory %q: want one under %q with a line break in its name", dir, ctxDir)
+	}
+	if err := Write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Mode&0o100 == 0 {
+			continue
+		}
+		if out, err := exec.Command(lookBash(t), "-n", filepath.Join(dir, f.Name)).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", f.Name, err, out)
+		}
+	}
+	r := sh(t, dir, `. ./activate >/dev/null && ./switchover -n --max-pause '1 s' && ./rollback --dry-run && printf '%s' "$MIGRATION_CONTEXT" >context`)
+	if r.code != 0 {
+		t.Fatalf("exit %d:\n%s", r.code, r.out)
+	}
+	b, _ := os.ReadFile(calls)
+	cfg := filepath.Join(dir, ConfigFile)
+	want := strings.Join([]string{"-c", cfg, "switchover", "--max-pause", "1 s", "--dry-run", "--", "-c", cfg, "rollback", "--dry-run", "--"}, "\n") + "\n"
+	if string(b) != want {
+		t.Errorf("pgmove ran with\n%q\nwant\n%q", b, want)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "context")); string(got) != filepath.Base(dir) {
+		t.Errorf("MIGRATION_CONTEXT %q, want %q", got, filepath.Base(dir))
+	}
+	for _, p := range []string{filepath.Join(dir, pwned), filepath.Join(root, pwned)} {
+		if _, err := os.Stat(p); err == nil {
+			t.Error("a name in the plan ran as a command")
+		}
+	}
+	// The copy of migration.yml gives the same names back.
+	copied, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Parse("migration.yml", copied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := config.Resolve(f, config.Overrides{ConfigFile: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Src.Cluster != in.M.Src.Cluster || m.Src.DB != in.M.Src.DB || m.ContextDir != dir || m.PgBouncerDB != "app's db" {
+		t.Errorf("migration.yml's copy reads back as %q %q %q %q", m.Src.Cluster, m.Src.DB, m.ContextDir, m.PgBouncerDB)
 	}
 }

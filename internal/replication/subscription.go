@@ -203,7 +203,7 @@ func RemoveSubscription(ctx context.Context, r cluster.Runner, dst, src *cluster
 			res.Dropped = true
 			res.SlotsDropped = []string{sub.SlotName}
 			if r.DryRun {
-				fmt.Fprintf(r.Out, "-- (the target drops the subscription's slot %s on the source)\n", quoteName(sub.SlotName))
+				fmt.Fprintf(r.Out, "-- (the %s drops the subscription's slot %s on the %s)\n", dst.Side, quoteName(sub.SlotName), src.Side)
 			}
 			return res, nil
 		}

@@ -154,6 +154,8 @@ func run(ctx context.Context, m *config.Migration, d direction, o Options) (*Res
 		if done, err := recoverInterrupted(ctx, m, d, o, res, say); err != nil || done {
 			return res, err
 		}
+	} else if done, err := describeInterrupted(d, o, say); err != nil || done {
+		return res, err
 	}
 	if err := preflight(ctx, m, d, o, res, say); err != nil {
 		return res, err
@@ -975,7 +977,11 @@ func describePause(d direction, o Options) {
 		for _, role := range o.AppRoles {
 			fmt.Fprintf(w, "-- %s: ALTER ROLE %s NOLOGIN;\n", d.primary.Side, pgx.Identifier{role}.Sanitize())
 		}
-		fmt.Fprintf(w, "-- %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN (%s);\n", d.primary.Side, strings.Join(o.AppRoles, ", "))
+		var lits []string
+		for _, role := range o.AppRoles {
+			lits = append(lits, replication.QuoteLiteral(role))
+		}
+		fmt.Fprintf(w, "-- %s: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN (%s);\n", d.primary.Side, strings.Join(lits, ", "))
 	default:
 		fmt.Fprintln(w, "-- no fence: the application's writes must have stopped")
 	}
@@ -1002,6 +1008,70 @@ func describePause(d direction, o Options) {
 	if o.Fence == FencePgBouncer {
 		fmt.Fprintf(w, "-- pgbouncer: RESUME %s;\n", bouncerIdent(o.BouncerDB))
 	}
+}
+
+// interrupted is the journal's last stage of a switch a killed pgmove left
+// inside its pause ("fencing", "fenced" or "switched"), or "".
+func interrupted(j Journal, name string) (*state.Event, error) {
+	if j == nil {
+		return nil, nil
+	}
+	last, err := j.Last(name)
+	if err != nil || last == nil || last.Status != state.Started {
+		return nil, err
+	}
+	switch last.Data["stage"] {
+	case "fencing", "fenced", "switched":
+		return last, nil
+	}
+	return nil, nil
+}
+
+// describeInterrupted prints, for --dry-run, what the real run does first
+// when a killed pgmove left a switch inside its pause: it finishes or undoes
+// that, and nothing else.
+func describeInterrupted(d direction, o Options, say func(string, ...any)) (bool, error) {
+	last, err := interrupted(o.Journal, d.name)
+	if err != nil || last == nil {
+		return false, err
+	}
+	w := o.Out
+	fence, db := last.Data["fence"], last.Data["pgbouncer_db"]
+	var bouncers []string
+	if s := last.Data["pgbouncer"]; s != "" {
+		bouncers = strings.Split(s, "\n")
+	}
+	if last.Data["stage"] == "switched" {
+		say("an interrupted %s had switched the replication (journal stage %q): the run finishes it, and does nothing else", d.name, last.Data["stage"])
+		if ini := last.Data["pgbouncer_ini"]; ini != "" {
+			fmt.Fprintf(w, "-- %s: entry %s = %s, then RELOAD\n", ini, db, d.route)
+		}
+		if o.SwitchHook != "" {
+			fmt.Fprintf(w, "-- run --switch-hook: %s\n", o.SwitchHook)
+		}
+		if fence == FencePgBouncer {
+			for _, u := range bouncers {
+				fmt.Fprintf(w, "-- pgbouncer %s: RESUME %s;\n", config.Redact(u), bouncerIdent(db))
+			}
+		}
+		fmt.Fprintf(w, "-- %s:\n%s;\n%s;\n", d.replica.Side, replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", "off")), replication.DetachSlotSQL(d.current))
+		fmt.Fprintf(w, "-- %s:\n%s;\n", d.primary.Side, replication.DropSlotSQL(d.currentSlot))
+		return true, nil
+	}
+	say("an interrupted %s held the fence before switching (journal stage %q): the run lifts it and switches nothing; run it again after that to switch", d.name, last.Data["stage"])
+	switch fence {
+	case FencePgBouncer:
+		for _, u := range bouncers {
+			fmt.Fprintf(w, "-- pgbouncer %s: RESUME %s;\n", config.Redact(u), bouncerIdent(db))
+		}
+	case FenceDatabase:
+		if roles := last.Data["roles"]; roles != "" {
+			for _, role := range strings.Split(roles, ",") {
+				fmt.Fprintf(w, "-- %s: ALTER ROLE %s LOGIN;\n", d.primary.Side, pgx.Identifier{role}.Sanitize())
+			}
+		}
+	}
+	return true, nil
 }
 
 // recoverInterrupted finishes or undoes a switch a killed pgmove left
