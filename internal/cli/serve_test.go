@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/pgmove/pgmove/internal/pgserver"
 	"github.com/pgmove/pgmove/internal/pgtest"
 	"github.com/pgmove/pgmove/internal/progress"
 )
@@ -151,7 +153,8 @@ func chromium(t *testing.T, args ...string) []byte {
 // --json report, and the page rendered by headless Chromium shows the
 // tables, the lag and the phase.
 func TestProgressServe(t *testing.T) {
-	p := newPair(t, 15, 17)
+	p := newPairWith(t, 15, 17, []func(*pgserver.Options){func(o *pgserver.Options) { o.Keep = true }}) // stopped and started again
+	t.Cleanup(func() { _ = p.src.Remove() })
 	phaseSource(t, p)
 	p.must("migrate")
 	bin := buildPgmove(t)
@@ -315,13 +318,43 @@ func TestProgressServe(t *testing.T) {
 		}
 	}
 
-	// 7. A second --serve on the same address: one line, exit 1.
+	// 7. The source goes away: what only it can say is absent, the rest
+	// stays; back, it is reconnected.
+	if err := p.src.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s4 := waitScrape(t, base, time.Now(), "the source down", func(s *scrape) bool {
+		v, ok := s.get("pgmove_source_up")
+		return ok && v == 0
+	})
+	promtoolCheck(t, s4.text)
+	for _, name := range []string{"pgmove_replication_lag_bytes", "pgmove_replication_lag_seconds", "pgmove_slot_retained_wal_bytes", "pgmove_caught_up", "pgmove_copy_eta_seconds"} {
+		if _, ok := s4.get(name); ok {
+			t.Errorf("source down: %s present", name)
+		}
+	}
+	if v, _ := s4.get("pgmove_tables", "state", "ready"); v != 3 {
+		t.Errorf("source down: pgmove_tables{state=ready} = %v, want 3 (the target says)", v)
+	}
+	if v, _ := s4.get("pgmove_phase", "phase", "unknown"); v != 1 {
+		t.Errorf("source down: phase unknown = %v, want 1", v)
+	}
+	if err := p.src.Restart(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	waitScrape(t, base, time.Now(), "the source back", func(s *scrape) bool {
+		v, _ := s.get("pgmove_phase", "phase", "caught_up")
+		_, lag := s.get("pgmove_replication_lag_bytes")
+		return v == 1 && lag
+	})
+
+	// 8. A second --serve on the same address: one line, exit 1.
 	r := p.run("progress", "--serve", fmt.Sprintf("127.0.0.1:%d", port))
 	if r.code != ExitError || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "address already in use") {
 		t.Errorf("--serve on an address in use: %s", r)
 	}
 
-	// 8. SIGTERM stops it cleanly: exit 0, nothing listens any more.
+	// 9. SIGTERM stops it cleanly: exit 0, nothing listens any more.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -339,5 +372,24 @@ func TestProgressServe(t *testing.T) {
 	}
 	if _, err := getText(base + "/metrics"); err == nil {
 		t.Error("still serving after SIGTERM")
+	}
+
+	// 10. And SIGINT (Ctrl-C) too.
+	cmd = exec.Command(bin, "-c", p.config, "progress", "--serve", fmt.Sprintf("127.0.0.1:%d", port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited2 := make(chan error, 1)
+	go func() { exited2 <- cmd.Wait() }()
+	waitScrape(t, base, time.Now(), "a sample", func(*scrape) bool { return true })
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited2:
+		if err != nil {
+			t.Errorf("progress --serve after SIGINT: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("progress --serve did not stop on SIGINT")
 	}
 }

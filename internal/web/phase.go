@@ -8,7 +8,7 @@ import (
 // Phases are the values of pgmove_phase's phase label, in the order a
 // migration goes through them.
 var Phases = []string{
-	"unknown",       // the target cannot be reached and no copy status is left
+	"unknown",       // a side cannot be reached and what is known does not tell
 	"not_started",   // no subscription and no snapshot copy
 	"copy",          // the snapshot copy loads the tables
 	"index",         // the snapshot copy builds indexes and constraints
@@ -69,7 +69,9 @@ func phaseOf(r *progress.Report, events []state.Event) string {
 		return "unknown"
 	case *r.Ready < r.Total:
 		return "table_sync"
-	case r.CaughtUp != nil && *r.CaughtUp:
+	case r.CaughtUp == nil:
+		return "unknown" // the source is unreachable: the lag is unknown
+	case *r.CaughtUp:
 		return "caught_up"
 	}
 	return "catching_up"

@@ -400,6 +400,8 @@ func TestPhase(t *testing.T) {
 	caught.Ready, caught.CaughtUp = ptr(4), ptr(true)
 	catching := fullReport(4)
 	catching.Ready = ptr(4)
+	sourceDown := fullReport(4)
+	sourceDown.Ready, sourceDown.CaughtUp, sourceDown.Source = ptr(4), nil, progress.Side{Error: "connection refused"}
 	cleaned := append(append([]state.Event{}, switched...), state.Event{Time: time.Now(), Step: "cleanup", Status: state.Done})
 	for _, c := range []struct {
 		r      *progress.Report
@@ -413,6 +415,7 @@ func TestPhase(t *testing.T) {
 		{stale, nil, "copy_failed"},
 		{fullReport(4), nil, "table_sync"},
 		{catching, nil, "catching_up"},
+		{sourceDown, nil, "unknown"},
 		{caught, nil, "caught_up"},
 		{caught, switched, "switched_over"},
 		{none, cleaned, "finished"},
