@@ -425,3 +425,39 @@ func TestPhase(t *testing.T) {
 		}
 	}
 }
+
+// The page with 2,000 tables (a synthetic report), rendered by headless
+// Chromium: every table's row is on it, with the lag and the phase.
+func TestPageRendersTwoThousandTables(t *testing.T) {
+	s := &Server{}
+	now := time.Now()
+	for i := range 30 {
+		r := fullReport(2000)
+		r.LagBytes = ptr(int64(i * 1000))
+		s.observe(r, nil, switched, now.Add(time.Duration(i-30)*2*time.Second))
+	}
+	ts := serve(t, s)
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: scripts/install-deps installs it")
+	}
+	start := time.Now()
+	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+		"--disable-sync", "--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", ts.URL+"/")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	t.Logf("chromium loaded and rendered the page with 2,000 tables in %s", time.Since(start))
+	dom := string(out)
+	if n := strings.Count(dom, "<tr><td>public.t"); n != 2000 {
+		t.Errorf("%d table rows rendered, want 2000", n)
+	}
+	for _, want := range []string{"public.t0000", "public.t1999", `id="phase">switched over<`, `id="lag">28.3 kB<`, "812 ms", "2000 table(s)", "<polyline"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered page lacks %q", want)
+		}
+	}
+}
