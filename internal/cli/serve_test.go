@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	"github.com/pgmove/pgmove/internal/pgserver"
 	"github.com/pgmove/pgmove/internal/pgtest"
 	"github.com/pgmove/pgmove/internal/progress"
+	"github.com/pgmove/pgmove/internal/state"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "write the screenshot of progress --serve's page to docs/progress-serve.png")
@@ -264,8 +267,7 @@ func TestProgressServe(t *testing.T) {
 	}
 
 	// 4. Every metric the Grafana dashboard queries exists here, but the
-	// switchover's pause, which exists once a switchover ran (the web
-	// package's test checks it).
+	// switchover's pause, which exists once a switchover ran (step 8).
 	b, err := os.ReadFile("../../deploy/grafana/pgmove.json")
 	if err != nil {
 		t.Fatal(err)
@@ -348,13 +350,37 @@ func TestProgressServe(t *testing.T) {
 		return v == 1 && lag
 	})
 
-	// 8. A second --serve on the same address: one line, exit 1.
-	r := p.run("progress", "--serve", fmt.Sprintf("127.0.0.1:%d", port))
+	// 8. A switchover: its pause, as the journal has it, and the phase.
+	r := p.must("switchover")
+	t.Logf("switchover: %s", strings.TrimSpace(r.stdout))
+	j, err := state.Open(filepath.Join(p.dir, "migration", "pg-meta.meta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := j.Last("switchover")
+	if err != nil || ev == nil || ev.Data["pause_ms"] == "" {
+		t.Fatalf("journal's switchover: %v, %v", ev, err)
+	}
+	pauseMS, _ := strconv.ParseFloat(ev.Data["pause_ms"], 64)
+	s5 := waitScrape(t, base, time.Now(), "the switchover's pause", func(s *scrape) bool {
+		_, ok := s.get("pgmove_switchover_pause_seconds", "step", "switchover")
+		return ok
+	})
+	promtoolCheck(t, s5.text)
+	if v, _ := s5.get("pgmove_switchover_pause_seconds", "step", "switchover"); math.Abs(v-pauseMS/1000) > 1e-9 || v <= 0 {
+		t.Errorf("pgmove_switchover_pause_seconds = %v, the journal says %v ms", v, pauseMS)
+	}
+	if v, _ := s5.get("pgmove_phase", "phase", "switched_over"); v != 1 {
+		t.Errorf("after the switchover: phase switched_over = %v\n%s", v, s5.text)
+	}
+
+	// 9. A second --serve on the same address: one line, exit 1.
+	r = p.run("progress", "--serve", fmt.Sprintf("127.0.0.1:%d", port))
 	if r.code != ExitError || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "address already in use") {
 		t.Errorf("--serve on an address in use: %s", r)
 	}
 
-	// 9. SIGTERM stops it cleanly: exit 0, nothing listens any more.
+	// 10. SIGTERM stops it cleanly: exit 0, nothing listens any more.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +400,7 @@ func TestProgressServe(t *testing.T) {
 		t.Error("still serving after SIGTERM")
 	}
 
-	// 10. And SIGINT (Ctrl-C) too.
+	// 11. And SIGINT (Ctrl-C) too.
 	cmd = exec.Command(bin, "-c", p.config, "progress", "--serve", fmt.Sprintf("127.0.0.1:%d", port))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
