@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/pgmove/pgmove/internal/progress"
@@ -65,10 +66,10 @@ func serveProgress(ctx context.Context, s *session, o *progressOptions) error {
 		return r, err
 	}
 	srv := &web.Server{Sample: sample, Interval: o.interval, Events: func() ([]state.Event, error) { return j.Events() }}
-	fmt.Fprintf(s.g.stderr, "pgmove: progress: serving http://%s/ (metrics at /metrics, the --json report at /api/progress) every %s; Ctrl-C stops\n", ln.Addr(), o.interval)
+	slog.Info(fmt.Sprintf("progress: serving http://%s/ (metrics at /metrics, the --json report at /api/progress) every %s; Ctrl-C stops", ln.Addr(), o.interval))
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}
-	fmt.Fprintln(s.g.stderr, "pgmove: progress: stopped serving")
+	slog.Info("progress: stopped serving")
 	return nil
 }
