@@ -67,7 +67,7 @@ Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON (one object per refresh with --watch)")
 	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "refresh until interrupted")
-	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "refresh interval for --watch")
+	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "refresh interval for --watch, sampling interval for --serve")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until every table replicates and the lag is at most --max-lag")
 	cmd.Flags().StringVar(&o.maxLag, "max-lag", "0", "lag --wait waits for, e.g. 0 or 16MB")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "give up --wait after this long (0: wait until interrupted)")
