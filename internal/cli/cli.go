@@ -48,6 +48,8 @@ type globals struct {
 	exclude    []string
 	verbose    bool
 	quiet      bool
+	logFormat  string   // text or json
+	bar        *copyBar // the copy's progress bar on a terminal, or nil
 	stdin      io.Reader
 	stdout     io.Writer
 	stderr     io.Writer
@@ -63,6 +65,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	g.stopBar()
 	if err == nil {
 		return ExitOK
 	}
@@ -85,6 +88,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	msg := err.Error()
 	if code == ExitInterrupted && !strings.Contains(msg, "interrupt") {
 		msg = "interrupted: " + msg
+	}
+	if g.logFormat == "json" {
+		// The last event, for log collectors: the error and the exit code.
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error("pgmove: "+cluster.OneLine(msg), "exit_code", code)
+		return code
 	}
 	fmt.Fprintln(stderr, "pgmove: "+cluster.OneLine(msg))
 	return code
@@ -145,7 +153,19 @@ runbook filled in for this migration; status says where a migration stands.
 			if g.quiet {
 				level = slog.LevelWarn
 			}
-			slog.SetDefault(slog.New(newLogHandler(g.stderr, level)))
+			if n := cmd.Name(); (n == "migrate" || n == "create-sub") && g.logFormat == "text" {
+				g.startCopyBar() // before the log handler, which writes through it
+			}
+			switch g.logFormat {
+			case "text":
+				slog.SetDefault(slog.New(newLogHandler(g.stderr, level)))
+			case "json":
+				// One object per event: time, level, msg and the event's
+				// attributes (sql, table, ...).
+				slog.SetDefault(slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: level})))
+			default:
+				return &usageError{fmt.Errorf("--log-format %q: use text or json", g.logFormat)}
+			}
 			return nil
 		},
 	}
@@ -158,6 +178,7 @@ runbook filled in for this migration; status says where a migration stands.
 	pf.StringArrayVar(&g.exclude, "exclude", nil, "leave these tables out: schema or schema.table, * and ? allowed (repeatable)")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log only warnings and errors")
+	pf.StringVar(&g.logFormat, "log-format", "text", "how stderr logs: text (one line per event) or json (one JSON object per event, for log collectors)")
 	root.SetHelpCommand(&cobra.Command{Hidden: true})
 	root.CompletionOptions.DisableDefaultCmd = true
 

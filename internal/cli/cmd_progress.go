@@ -20,6 +20,7 @@ type progressOptions struct {
 	maxLag   string
 	timeout  time.Duration
 	interval time.Duration
+	serve    string
 }
 
 func newProgressCmd(g *globals) *cobra.Command {
@@ -45,9 +46,17 @@ table replicates and the lag is at most --max-lag (default 0): after writes
 on the source stopped, that is the moment to run copy-seq. Without a
 subscription it fails at once; with a side down it retries until --timeout.
 
+--serve ADDR serves the same report over HTTP until interrupted (SIGINT or
+SIGTERM), sampling every --interval whether or not a migrate runs:
+Prometheus metrics at /metrics, a live page at /, the --json report at
+/api/progress. A port alone (":9187") listens on loopback only.
+
 Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.serve != "" && (o.watch || o.wait || o.json) {
+				return &usageError{fmt.Errorf("--serve runs on its own: leave out --watch, --wait and --json (/api/progress is the --json report)")}
+			}
 			s, err := newSession(g, "progress")
 			if err != nil {
 				return err
@@ -58,14 +67,18 @@ Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON (one object per refresh with --watch)")
 	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "refresh until interrupted")
-	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "refresh interval for --watch")
+	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "refresh interval for --watch, sampling interval for --serve")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until every table replicates and the lag is at most --max-lag")
 	cmd.Flags().StringVar(&o.maxLag, "max-lag", "0", "lag --wait waits for, e.g. 0 or 16MB")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "give up --wait after this long (0: wait until interrupted)")
+	cmd.Flags().StringVar(&o.serve, "serve", "", "serve /metrics, a live page at / and /api/progress on `ADDR` (\":9187\" is 127.0.0.1:9187)")
 	return cmd
 }
 
 func runProgress(ctx context.Context, s *session, o *progressOptions) error {
+	if o.serve != "" {
+		return serveProgress(ctx, s, o)
+	}
 	srcErr, dstErr := s.connect(ctx, true, true)
 	if isUsage(srcErr) {
 		return srcErr // the target is the source itself

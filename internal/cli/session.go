@@ -64,6 +64,9 @@ func newSession(g *globals, command string) (*session, error) {
 	if err != nil {
 		return nil, &usageError{err}
 	}
+	if g.bar != nil {
+		g.bar.setDir(m.ContextDir)
+	}
 	return &session{g: g, command: command, m: m}, nil
 }
 
