@@ -57,6 +57,11 @@ type options struct {
 	runs               int
 	pgcopydb           string
 	results            string
+	// -switchover: the switchover bench instead of the copy bench.
+	switchover   bool
+	clients      int // pgbench -c
+	rate         int // pgbench -R; 0: as fast as it goes
+	phaseSeconds int // pgbench -T of each phase
 }
 
 // The sizes the targets were set for.
@@ -148,8 +153,29 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	pgmoveArgs := fs.String("pgmove-args", "", "more arguments for pgmove migrate, space-separated (to compare its options)")
 	fs.StringVar(&o.pgcopydb, "pgcopydb", "pgcopydb", "the pgcopydb binary to time (looked up on PATH)")
 	fs.StringVar(&o.results, "results", "bench/results", "directory for the JSON results and the tools' logs")
+	fs.BoolVar(&o.switchover, "switchover", false, "the switchover bench instead (make bench-switchover): pgbench and a 10 ms probe through pgbouncer,\n"+
+		"pgmove switchover, rollback and an abandoned switchover under that load; defaults -src 16 -dst 18 -scale 10")
+	fs.IntVar(&o.clients, "clients", 8, "-switchover: pgbench -c")
+	fs.IntVar(&o.rate, "rate", 1000, "-switchover: pgbench -R, transactions per second in all (0: as fast as it goes)")
+	fs.IntVar(&o.phaseSeconds, "phase-seconds", 15, "-switchover: pgbench -T of each phase (3 s before pgmove starts, the rest during and after it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.switchover {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]struct {
+			p *int
+			v int
+		}{"src": {&o.srcMajor, 16}, "dst": {&o.dstMajor, 18}, "scale": {&o.scale, 10}} {
+			if !set[name] {
+				*v.p = v.v
+			}
+		}
+		*tools = toolPgmove
+		if o.clients < 1 || o.rate < 0 || o.phaseSeconds < 8 {
+			return nil, errors.New("-clients must be at least 1, -rate 0 or more, -phase-seconds at least 8")
+		}
 	}
 	o.pgmoveArgs = strings.Fields(*pgmoveArgs)
 	if o.runs < 1 {
