@@ -83,7 +83,8 @@ keys switchover reads). Then:
 				}
 				fmt.Fprintf(g.stdout, "load: %d acknowledged event row(s) checked on both servers: %d lost (%s)\n", res.Acked, lost, strings.Join(sides, ", "))
 				if lost > 0 {
-					return fmt.Errorf("sandbox: %d acknowledged row(s) missing (or deleted rows back) after a minute: see pgmove status", lost)
+					// Exit 1 even when the load was ended by an interrupt: rows were lost.
+					return withCode(ExitError, fmt.Errorf("sandbox: %d acknowledged event row(s) missing on a server (or deleted rows there) a minute after the load ended: see pgmove progress", lost))
 				}
 			}
 			return nil

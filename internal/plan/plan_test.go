@@ -404,6 +404,8 @@ func TestPlanConfigYAMLRoundTrip(t *testing.T) {
 		"src_url: postgres://dba@h1:6432/meta?sslmode=require\ndst_url: host=h2 port=5433 dbname=test user=other\npg_replication_username: repl\nmigration_context_dir: /tmp/m\n",
 		"src_ip: 10.0.0.1\nsrc_db: meta\ndst_ip: 10.0.0.2\ndst_db: test\nsub_conn: host=src.internal dbname=meta user=repl\nmigration_context_dir: /tmp/m\n",
 		"src_ip: \"::1\"\nsrc_port: 5433\nsrc_db: \"it's\"\ndst_ip: localhost\ndst_db: \"x y\"\nmigration_context_dir: \"/tmp/with space\"\n",
+		fixtureYAML + "pgbouncer: [ postgres://dba@pgb1:6432/pgbouncer, \"postgres://dba@pgb2:6432/pgbouncer?sslmode=require\" ]\npgbouncer_ini: \"/etc/pgbouncer/pgbouncer ini\"\npgbouncer_db: app\n" +
+			"fence: database\napp_roles: [ app_rw, \"App Batch\" ]\nmax_pause: 1500ms\nswitch_hook: \"/usr/local/bin/vip-move --to \\\"$PGMOVE_HOST\\\": x\"\n",
 	} {
 		m := fixtureMigration(t, yml)
 		copied := ConfigYAML(m)
