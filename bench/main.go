@@ -9,6 +9,11 @@
 // 1.35× faster than pgcopydb on pgbench scale 100, at least 4× faster than
 // the native path on 2,000 tables of 500 rows, and under 100 MB peak RSS.
 //
+// With -switchover it is `make bench-switchover` instead (switchover.go):
+// the switch under pgbench and a 10 ms probe through a real pgbouncer,
+// judged against pause < 250 ms, 0 failed and 0 lost commits, both ways,
+// and 0 lost on an abandoned switch.
+//
 // Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted.
 package main
 
@@ -128,6 +133,11 @@ the same loopback servers and data: PostgreSQL's native subscription copy
 (pgmove migrate --copy native), pgmove's snapshot copy (pgmove migrate), and
 pgcopydb clone when it is installed. It checks the target equals the source
 after each and prints seconds, MB/s, ratios and pgmove's peak memory.
+
+With -switchover (make bench-switchover) it measures the switch instead: pgbench
+and a probe committing every 10 ms through a real pgbouncer, pgmove switchover,
+rollback and a switchover abandoned because the target cannot catch up, each
+under that load; the pause, the probe's longest gap, failed and lost commits.
 
 Usage: scripts/bench [flags]        (quick smoke run: scripts/bench -scale 1 -tables 50)
 

@@ -67,6 +67,7 @@ type switchoverResults struct {
 	// At the end, once the target caught up: the pgbench tables' counts and
 	// balances on both sides, and the probe's acknowledged rows.
 	ProbeAcked   int            `json:"probe_acknowledged"`
+	ProbeLost    map[string]int `json:"probe_lost"` // every acknowledged row, in a phase or between, missing by side
 	SourceTables map[string]any `json:"source_tables"`
 	TargetTables map[string]any `json:"target_tables"`
 	TablesAgree  bool           `json:"tables_agree"`
@@ -589,17 +590,20 @@ func (r *swRun) settle(ctx context.Context) error {
 	acked := append([]int64(nil), r.probe.acked...)
 	r.probe.mu.Unlock()
 	r.res.ProbeAcked = len(acked)
+	r.res.ProbeLost = map[string]int{}
 	for _, side := range []struct {
+		name string
 		s    *pgserver.Server
 		lost func(*phaseResult) *[]int64
 	}{
-		{b.src, func(p *phaseResult) *[]int64 { return &p.LostSource }},
-		{r.dst, func(p *phaseResult) *[]int64 { return &p.LostTarget }},
+		{"source", b.src, func(p *phaseResult) *[]int64 { return &p.LostSource }},
+		{"target", r.dst, func(p *phaseResult) *[]int64 { return &p.LostTarget }},
 	} {
 		missing, err := missingIDs(ctx, side.s, acked)
 		if err != nil {
 			return err
 		}
+		r.res.ProbeLost[side.name] = len(missing)
 		for i := range r.res.Phases {
 			p := &r.res.Phases[i]
 			lost := side.lost(p)
@@ -691,8 +695,11 @@ func evaluateSwitchover(res *switchoverResults) []targetResult {
 			targetResult{Target: p.Name + ": 0 failed", Status: passFail(failed == 0 && p.PgbenchError == ""), Got: failedGot + pgbenchNote(p)},
 			targetResult{Target: p.Name + ": 0 lost", Status: passFail(lost == 0), Got: lostGot})
 	}
-	ts = append(ts, targetResult{Target: "the pgbench tables agree on both sides at the end", Status: passFail(res.TablesAgree),
-		Got: agreeGot(res)})
+	lost := res.ProbeLost["source"] + res.ProbeLost["target"]
+	ts = append(ts, targetResult{Target: "every acknowledged probe row of the run on both sides at the end", Status: passFail(lost == 0),
+		Got: fmt.Sprintf("%d lost of %d (on the source %d, on the target %d)", lost, res.ProbeAcked, res.ProbeLost["source"], res.ProbeLost["target"])},
+		targetResult{Target: "the pgbench tables agree on both sides at the end", Status: passFail(res.TablesAgree),
+			Got: agreeGot(res)})
 	return ts
 }
 
