@@ -7,7 +7,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 BIN     := bin/pgmove
 
-.PHONY: all build deps test unit fuzz demo bench clean
+.PHONY: all build deps test unit fuzz demo bench bench-switchover clean
 
 all: build
 
@@ -37,6 +37,12 @@ demo: deps build
 bench: build
 	PGMOVE_WITH_PGCOPYDB=1 scripts/install-deps
 	scripts/bench
+
+# The switch under load: pgbench -c 8 and a 10 ms probe through a real
+# pgbouncer; switchover, rollback and an abandoned switchover (source 16,
+# target 18). Arguments of scripts/bench go in BENCH_ARGS.
+bench-switchover: deps
+	scripts/bench -switchover $(BENCH_ARGS)
 
 clean:
 	rm -rf bin

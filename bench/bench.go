@@ -141,6 +141,9 @@ func (b *bench) progress(format string, args ...any) {
 
 // run starts the servers, builds each dataset and times each tool on it.
 func (b *bench) run(ctx context.Context) error {
+	if b.o.switchover {
+		return b.runSwitchover(ctx)
+	}
 	if reaped, err := pgserver.Reap(""); err == nil && len(reaped) > 0 {
 		b.progress("removed %d server(s) left by killed earlier runs", len(reaped))
 	}

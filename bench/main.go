@@ -9,6 +9,11 @@
 // 1.35× faster than pgcopydb on pgbench scale 100, at least 4× faster than
 // the native path on 2,000 tables of 500 rows, and under 100 MB peak RSS.
 //
+// With -switchover it is `make bench-switchover` instead (switchover.go):
+// the switch under pgbench and a 10 ms probe through a real pgbouncer,
+// judged against pause < 250 ms, 0 failed and 0 lost commits, both ways,
+// and 0 lost on an abandoned switch.
+//
 // Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted.
 package main
 
@@ -57,6 +62,11 @@ type options struct {
 	runs               int
 	pgcopydb           string
 	results            string
+	// -switchover: the switchover bench instead of the copy bench.
+	switchover   bool
+	clients      int // pgbench -c
+	rate         int // pgbench -R; 0: as fast as it goes
+	phaseSeconds int // pgbench -T of each phase
 }
 
 // The sizes the issue's targets were set for.
@@ -124,6 +134,11 @@ the same loopback servers and data: PostgreSQL's native subscription copy
 pgcopydb clone when it is installed. It checks the target equals the source
 after each and prints seconds, MB/s, ratios and pgmove's peak memory.
 
+With -switchover (make bench-switchover) it measures the switch instead: pgbench
+and a probe committing every 10 ms through a real pgbouncer, pgmove switchover,
+rollback and a switchover abandoned because the target cannot catch up, each
+under that load; the pause, the probe's longest gap, failed and lost commits.
+
 Usage: scripts/bench [flags]        (quick smoke run: scripts/bench -scale 1 -tables 50)
 
 Flags:
@@ -148,8 +163,29 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	pgmoveArgs := fs.String("pgmove-args", "", "more arguments for pgmove migrate, space-separated (to compare its options)")
 	fs.StringVar(&o.pgcopydb, "pgcopydb", "pgcopydb", "the pgcopydb binary to time (looked up on PATH)")
 	fs.StringVar(&o.results, "results", "bench/results", "directory for the JSON results and the tools' logs")
+	fs.BoolVar(&o.switchover, "switchover", false, "the switchover bench instead (make bench-switchover): pgbench and a 10 ms probe through pgbouncer,\n"+
+		"pgmove switchover, rollback and an abandoned switchover under that load; defaults -src 16 -dst 18 -scale 10")
+	fs.IntVar(&o.clients, "clients", 8, "-switchover: pgbench -c")
+	fs.IntVar(&o.rate, "rate", 1000, "-switchover: pgbench -R, transactions per second in all (0: as fast as it goes)")
+	fs.IntVar(&o.phaseSeconds, "phase-seconds", 15, "-switchover: pgbench -T of each phase (3 s before pgmove starts, the rest during and after it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.switchover {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]struct {
+			p *int
+			v int
+		}{"src": {&o.srcMajor, 16}, "dst": {&o.dstMajor, 18}, "scale": {&o.scale, 10}} {
+			if !set[name] {
+				*v.p = v.v
+			}
+		}
+		*tools = toolPgmove
+		if o.clients < 1 || o.rate < 0 || o.phaseSeconds < 8 {
+			return nil, errors.New("-clients must be at least 1, -rate 0 or more, -phase-seconds at least 8")
+		}
 	}
 	o.pgmoveArgs = strings.Fields(*pgmoveArgs)
 	if o.runs < 1 {

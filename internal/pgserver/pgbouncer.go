@@ -25,6 +25,8 @@ type PgBouncer struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
+	// detached: started with -d, ended through its pid file.
+	detached bool
 }
 
 // BouncerOptions describe a pgbouncer to start.
@@ -33,6 +35,15 @@ type BouncerOptions struct {
 	Databases map[string]string // entry name -> "host=... port=... dbname=..."
 	User      string            // server login and admin user
 	Password  string            // its password on the servers
+	// Dir is where its files go (created for it); default a new directory
+	// under RunDir().
+	Dir string
+	// AuthType is how clients log in: "" trusts them (tests);
+	// "scram-sha-256" checks User's password in the auth file (the sandbox).
+	AuthType string
+	// Detach leaves it running when the process that started it ends (the
+	// sandbox); StopPgBouncer(Dir) ends it.
+	Detach bool
 }
 
 // StartPgBouncer writes a pgbouncer.ini and starts pgbouncer in the
@@ -53,9 +64,18 @@ func StartPgBouncer(ctx context.Context, o BouncerOptions) (*PgBouncer, error) {
 	if err := makeRoot(root, cred); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(root, "pgbouncer-"+o.Name+"-")
+	dir := o.Dir
+	if dir == "" {
+		dir, err = os.MkdirTemp(root, "pgbouncer-"+o.Name+"-")
+	} else {
+		err = os.Mkdir(dir, 0o700)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pgbouncer dir: %w", err)
+	}
+	authType := o.AuthType
+	if authType == "" {
+		authType = "trust"
 	}
 	b := &PgBouncer{Dir: dir, INI: filepath.Join(dir, "pgbouncer.ini"), log: filepath.Join(dir, "pgbouncer.log"), done: make(chan struct{})}
 	fail := func(err error) (*PgBouncer, error) {
@@ -80,7 +100,7 @@ func StartPgBouncer(ctx context.Context, o BouncerOptions) (*PgBouncer, error) {
 listen_addr = 127.0.0.1
 listen_port = %d
 unix_socket_dir =
-auth_type = trust
+auth_type = %s
 auth_file = %s
 admin_users = %s
 pool_mode = transaction
@@ -90,7 +110,7 @@ server_reset_query =
 ignore_startup_parameters = extra_float_digits,statement_timeout,lock_timeout,idle_in_transaction_session_timeout,client_encoding
 logfile = %s
 pidfile = %s
-`, b.Port, filepath.Join(dir, "userlist.txt"), o.User, b.log, filepath.Join(dir, "pgbouncer.pid"))
+`, b.Port, authType, filepath.Join(dir, "userlist.txt"), o.User, b.log, filepath.Join(dir, "pgbouncer.pid"))
 	userlist := fmt.Sprintf("%q %q\n", o.User, o.Password)
 	for path, text := range map[string]string{b.INI: ini.String(), filepath.Join(dir, "userlist.txt"): userlist} {
 		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -104,6 +124,33 @@ pidfile = %s
 			}
 		}
 	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(b.Port))
+	if o.Detach {
+		// pgbouncer -d forks and its first process exits: what runs on is
+		// found again by its pid file.
+		cmd := exec.CommandContext(ctx, bin, "-d", b.INI)
+		cmd.Dir = dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			log, _ := os.ReadFile(b.log)
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgbouncer -d: %v: %s%s", err, strings.TrimSpace(string(out)), lastLines(string(log), 5))
+		}
+		b.detached = true
+		close(b.done)
+		for end := time.Now().Add(10 * time.Second); ; {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				return b, nil
+			}
+			if time.Now().After(end) || ctx.Err() != nil {
+				_ = StopPgBouncer(dir)
+				return nil, fmt.Errorf("pgbouncer: not listening on %s: %s", addr, lastLines(b.LogTail(5), 5))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	b.cmd = exec.Command(bin, b.INI)
 	b.cmd.Dir = dir
 	// It dies with the process that started it, even one killed by a test timeout.
@@ -112,7 +159,6 @@ pidfile = %s
 		return fail(err)
 	}
 	go func() { _ = b.cmd.Wait(); close(b.done) }()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(b.Port))
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -145,6 +191,10 @@ func (b *PgBouncer) LogTail(n int) string {
 
 // Stop ends pgbouncer and removes its directory.
 func (b *PgBouncer) Stop() {
+	if b.detached {
+		_ = StopPgBouncer(b.Dir)
+		return
+	}
 	if b.cmd != nil && b.cmd.Process != nil {
 		_ = b.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -155,4 +205,57 @@ func (b *PgBouncer) Stop() {
 		}
 	}
 	os.RemoveAll(b.Dir)
+}
+
+// StopPgBouncer ends the pgbouncer whose files are in dir, started with
+// Detach, by the pid in its pid file, and removes dir. A pgbouncer already
+// gone is fine.
+func StopPgBouncer(dir string) error {
+	text, err := os.ReadFile(filepath.Join(dir, "pgbouncer.pid"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("pgbouncer: %w", err)
+	}
+	if pid, perr := strconv.Atoi(strings.TrimSpace(string(text))); err == nil && perr == nil && pid > 0 && running(pid) {
+		// SIGTERM: pgbouncer's immediate shutdown (SHUTDOWN on its console).
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		end := time.Now().Add(5 * time.Second)
+		for running(pid) && time.Now().Before(end) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if running(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			for range 100 {
+				if !running(pid) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if running(pid) {
+			return fmt.Errorf("pgbouncer: pid %d does not exit", pid)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("pgbouncer: %w", err)
+	}
+	return nil
+}
+
+// running reports whether pid is a live pgbouncer process: a stale pid
+// file never gets another process signalled, and a zombie its parent has
+// not reaped yet counts as gone.
+func running(pid int) bool {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != "pgbouncer" {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z' && stat[i+2] != 'X'
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -85,16 +86,28 @@ func ConfigYAML(m *config.Migration) []byte {
 	if m.SplitLarger != 0 {
 		str("split_larger_than", size(m.SplitLarger))
 	}
+	// Each item double-quoted: a URL's "?" or ":" is not plain in a flow list.
+	list := func(k string, l []string) {
+		if len(l) == 0 {
+			return
+		}
+		q := make([]string, len(l))
+		for i, s := range l {
+			j, _ := json.Marshal(s)
+			q[i] = string(j)
+		}
+		fmt.Fprintf(&b, "%s: [ %s ]\n", k, strings.Join(q, ", "))
+	}
 	// The switchover's settings, for the switchover and rollback scripts.
 	// pgbouncer_ini is absolute: config resolved it against the original.
 	if len(m.PgBouncer) > 0 || m.PgBouncerINI != "" || m.PgBouncerDB != "" || m.Fence != "" || len(m.AppRoles) > 0 || m.MaxPause != 0 || m.SwitchHook != "" {
 		b.WriteString("\n")
 	}
-	kv("pgbouncer", m.PgBouncer)
+	list("pgbouncer", m.PgBouncer)
 	str("pgbouncer_ini", m.PgBouncerINI)
 	str("pgbouncer_db", m.PgBouncerDB)
 	str("fence", m.Fence)
-	kv("app_roles", m.AppRoles)
+	list("app_roles", m.AppRoles)
 	if m.MaxPause != 0 {
 		str("max_pause", m.MaxPause.String())
 	}

@@ -409,6 +409,8 @@ func TestPlanConfigYAMLRoundTrip(t *testing.T) {
 		strings.Split(fixtureYAML, "pgbouncer:")[0] + "pgbouncer: [ 'postgres://admin@pgb1:6432/pgbouncer', \"postgres://o'brien@pgb2:6432/pgbouncer?sslmode=disable\" ]\n" +
 			"pgbouncer_ini: \"ini dir/pgbouncer's.ini\"\npgbouncer_db: \"app db\"\nfence: database\napp_roles: [ app_rw, \"o'brien\", 'x \"y\"' ]\nmax_pause: 1500ms\n" +
 			"switch_hook: \"/usr/local/bin/repoint --to \\\"$PGMOVE_HOST\\\" 'x y'\"\n",
+		strings.Split(fixtureYAML, "pgbouncer:")[0] + "pgbouncer: [ postgres://dba@pgb1:6432/pgbouncer, \"postgres://dba@pgb2:6432/pgbouncer?sslmode=require\" ]\npgbouncer_ini: \"/etc/pgbouncer/pgbouncer ini\"\npgbouncer_db: app\n" +
+			"fence: database\napp_roles: [ app_rw, \"App Batch\" ]\nmax_pause: 1500ms\nswitch_hook: \"/usr/local/bin/vip-move --to \\\"$PGMOVE_HOST\\\": x\"\n",
 	} {
 		m := fixtureMigration(t, yml)
 		copied := ConfigYAML(m)

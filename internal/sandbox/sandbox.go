@@ -24,6 +24,9 @@ type Options struct {
 	SrcMajor int
 	DstMajor int
 	Scale    int // pgbench scale of the source
+	// PgBouncer puts a pgbouncer (Debian's, transaction pooling) in front
+	// of pg-meta: the load goes through it, and switchover repoints it.
+	PgBouncer bool
 }
 
 // DefaultDir is the sandbox's home: under /var/tmp, which the postgres OS
@@ -43,8 +46,31 @@ const (
 
 // State is what `sandbox up` leaves in <dir>/sandbox.json.
 type State struct {
-	Src Node `json:"src"`
-	Dst Node `json:"dst"`
+	Src       Node     `json:"src"`
+	Dst       Node     `json:"dst"`
+	PgBouncer *Bouncer `json:"pgbouncer,omitempty"`
+}
+
+// Bouncer is the sandbox's pgbouncer in front of pg-meta.
+type Bouncer struct {
+	Port int    `json:"port"`
+	Dir  string `json:"dir"` // its ini, auth file, log and pid file
+	INI  string `json:"ini"`
+	DB   string `json:"db"` // its database entry: the source database's name
+}
+
+// App is where the application connects: pgbouncer when the sandbox has
+// one, else pg-meta itself.
+func (st *State) App() Node {
+	if st.PgBouncer == nil {
+		return st.Src
+	}
+	return Node{Cluster: "pgbouncer", DB: st.PgBouncer.DB, Port: st.PgBouncer.Port, Major: st.Src.Major}
+}
+
+// AdminURL is the pgbouncer admin console's URL (password from the .pgpass).
+func (b *Bouncer) AdminURL() string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/pgbouncer", AdminUser, b.Port)
 }
 
 // Node is one sandbox server.
@@ -94,6 +120,9 @@ func Up(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	st := &State{}
 	var started []*pgserver.Server
 	fail := func(err error) (*State, error) {
+		if st.PgBouncer != nil {
+			_ = pgserver.StopPgBouncer(st.PgBouncer.Dir)
+		}
 		for _, s := range started {
 			_ = s.Remove()
 		}
@@ -117,6 +146,16 @@ func Up(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		if err := setupRoles(ctx, srv, n.db, passwords); err != nil {
 			return fail(err)
 		}
+	}
+	if o.PgBouncer {
+		fmt.Fprintf(log, "starting pgbouncer in front of %s...\n", st.Src.Cluster)
+		b, err := pgserver.StartPgBouncer(ctx, pgserver.BouncerOptions{Name: "sandbox", Dir: filepath.Join(o.Dir, "pgbouncer"),
+			Databases: map[string]string{st.Src.DB: fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s", st.Src.Port, st.Src.DB)},
+			User:      AdminUser, Password: passwords[AdminUser], AuthType: "scram-sha-256", Detach: true})
+		if err != nil {
+			return fail(fmt.Errorf("sandbox: %w (pgmove sandbox up --pgbouncer=false goes without it)", err))
+		}
+		st.PgBouncer = &Bouncer{Port: b.Port, Dir: b.Dir, INI: b.INI, DB: st.Src.DB}
 	}
 	if err := writePassFile(o.Dir, st, passwords); err != nil {
 		return fail(err)
@@ -168,6 +207,9 @@ func writePassFile(dir string, st *State, pw map[string]string) error {
 			fmt.Fprintf(&b, "127.0.0.1:%d:*:%s:%s\n", n.Port, u, pw[u])
 		}
 	}
+	if st.PgBouncer != nil {
+		fmt.Fprintf(&b, "127.0.0.1:%d:*:%s:%s\n", st.PgBouncer.Port, AdminUser, pw[AdminUser])
+	}
 	if err := os.WriteFile(PassFilePath(dir), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -200,6 +242,15 @@ pg_replication_username: %s
 migration_context_dir: %s
 `, PassFilePath(dir), PassFilePath(dir), st.Src.Cluster, st.Src.DB, st.Src.Port, st.Dst.Cluster, st.Dst.DB, st.Dst.Port,
 		AdminUser, ReplicationUser, filepath.Join(dir, "migration"))
+	if b := st.PgBouncer; b != nil {
+		text += fmt.Sprintf(`
+# pgbouncer in front of %s (transaction pooling): the application's way in,
+# which pgmove switchover pauses, points at %s, and resumes
+pgbouncer: [ %s ]
+pgbouncer_ini: %s
+pgbouncer_db: %s
+`, st.Src.Cluster, st.Dst.Cluster, b.AdminURL(), b.INI, b.DB)
+	}
 	if err := os.WriteFile(ConfigPath(dir), []byte(text), 0o644); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -253,7 +304,7 @@ func Connect(ctx context.Context, dir string, n Node) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// Down stops both servers and removes the sandbox.
+// Down stops pgbouncer and both servers and removes the sandbox.
 func Down(dir string) error {
 	if dir == "" {
 		dir = DefaultDir()
@@ -263,6 +314,11 @@ func Down(dir string) error {
 		return err
 	}
 	var errs []error
+	if st.PgBouncer != nil {
+		if err := pgserver.StopPgBouncer(st.PgBouncer.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, n := range []Node{st.Src, st.Dst} {
 		srv, err := pgserver.Attach(n.DataDir)
 		if err != nil {

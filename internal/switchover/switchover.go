@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -157,7 +158,7 @@ func run(ctx context.Context, m *config.Migration, d direction, o Options) (*Res
 	} else if done, err := describeInterrupted(d, o, say); err != nil || done {
 		return res, err
 	}
-	if err := preflight(ctx, m, d, o, res, say); err != nil {
+	if err := boundedPreflight(ctx, m, d, o, res, say); err != nil {
 		return res, err
 	}
 	if o.DryRun {
@@ -165,6 +166,30 @@ func run(ctx context.Context, m *config.Migration, d direction, o Options) (*Res
 		return res, nil
 	}
 	return res, pause(ctx, m, d, o, res, say)
+}
+
+// preflightLockTimeout bounds each lock the preflight waits for (the way
+// back's publication, a materialized view's refresh, an unlogged table's
+// truncation): a long transaction holding a table must be named, not wait
+// forever before any fence.
+const preflightLockTimeout = "10s"
+
+// boundedPreflight is preflight with every lock wait bounded.
+func boundedPreflight(ctx context.Context, m *config.Migration, d direction, o Options, res *Result, say func(string, ...any)) error {
+	if o.DryRun {
+		return preflight(ctx, m, d, o, res, say)
+	}
+	for _, c := range []*cluster.Conn{d.primary, d.replica} {
+		if _, err := c.Exec(ctx, "SET lock_timeout = '"+preflightLockTimeout+"'"); err != nil {
+			return c.Wrap("bound the preflight's lock waits", err)
+		}
+		defer c.Exec(context.WithoutCancel(ctx), "RESET lock_timeout")
+	}
+	err := preflight(ctx, m, d, o, res, say)
+	if cluster.SQLState(err) == pgerrcode.LockNotAvailable {
+		return fmt.Errorf("%w; the preflight waited %s for a lock a transaction holds there (see pg_locks and pg_stat_activity): end it and rerun, nothing was fenced", err, preflightLockTimeout)
+	}
+	return err
 }
 
 // preflight checks the state a switch can begin from and prepares, before
