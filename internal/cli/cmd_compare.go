@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/compare"
+	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/schema"
 )
 
@@ -17,6 +18,11 @@ type compareOptions struct {
 	checksum bool
 	schema   bool
 	jobs     int
+	tables   []string
+	throttle int64
+	retries  int
+	repair   string
+	apply    bool
 }
 
 func newCompareCmd(g *globals) *cobra.Command {
@@ -51,7 +57,10 @@ Exit status 0 when equal, 3 when not, listing what differs.`,
 	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON")
 	cmd.Flags().BoolVar(&o.checksum, "checksum", false, "hash the full content of every table")
 	cmd.Flags().BoolVar(&o.schema, "schema", false, "compare the schemas instead of the data")
-	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 2, "tables compared at once")
+	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 2, "sessions per side: tables counted, or key ranges hashed, at once")
+	cmd.Flags().StringSliceVar(&o.tables, "tables", nil, "compare only these tables of the selection (patterns as in include, comma-separated)")
+	cmd.Flags().Int64Var(&o.throttle, "throttle", 0, "read at most this many source rows per second (0: no limit)")
+	cmd.Flags().IntVar(&o.retries, "retries", 5, "while replication runs, how often a differing range is read again before it is called not settled")
 	return cmd
 }
 
@@ -72,7 +81,18 @@ func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 	if o.schema {
 		return runCompareSchema(ctx, s, o)
 	}
-	r, err := compare.Run(ctx, s.m, s.src, s.dst, compare.Options{Checksum: o.checksum, Jobs: o.jobs})
+	co := compare.Options{Checksum: o.checksum, Jobs: o.jobs, Throttle: o.throttle, Retries: o.retries}
+	for _, t := range o.tables {
+		p, err := config.ParsePattern(t)
+		if err != nil {
+			return withCode(ExitUsage, fmt.Errorf("--tables %q: %w", t, err))
+		}
+		co.Tables = append(co.Tables, p)
+	}
+	if o.throttle < 0 || o.retries < 1 {
+		return withCode(ExitUsage, fmt.Errorf("--throttle must be 0 or more and --retries 1 or more"))
+	}
+	r, err := compare.Run(ctx, s.m, s.src, s.dst, co)
 	if err != nil {
 		return err
 	}

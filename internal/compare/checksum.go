@@ -1,0 +1,426 @@
+package compare
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgmove/pgmove/internal/catalog"
+	"github.com/pgmove/pgmove/internal/cluster"
+	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/progress"
+)
+
+// snapshots opens jobs sessions on one side that all read one snapshot:
+// the first (c, the caller's) exports it from a REPEATABLE READ
+// transaction, the others import it. done ends the transactions and closes
+// the sessions it opened.
+func snapshots(ctx context.Context, c *cluster.Conn, ep config.Endpoint, jobs int) (conns []*cluster.Conn, done func(), err error) {
+	conns = []*cluster.Conn{c}
+	var once sync.Once
+	done = func() {
+		once.Do(func() {
+			for i, s := range conns {
+				_, _ = s.Exec(context.Background(), "ROLLBACK")
+				if i > 0 {
+					s.Close()
+				}
+			}
+		})
+	}
+	var id string
+	if _, err = c.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err == nil {
+		err = c.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&id)
+	}
+	if err != nil {
+		done()
+		return nil, nil, c.Wrap("export a snapshot", err)
+	}
+	for range jobs - 1 {
+		s, err := Connect(ctx, ep)
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
+		conns = append(conns, s)
+		if _, err = s.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err == nil {
+			_, err = s.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(id))
+		}
+		if err != nil {
+			done()
+			return nil, nil, s.Wrap("import the snapshot", err)
+		}
+	}
+	return conns, done, nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// task is one span of one table.
+type task struct {
+	j  *job
+	sp span
+}
+
+// spanResult is a span that differed in the first pass.
+type spanResult struct {
+	sp    span
+	src   digest
+	rows  []Row
+	total int
+}
+
+// engine runs a checksum comparison.
+type engine struct {
+	m        *config.Migration
+	o        Options
+	r        *Report
+	mu       sync.Mutex
+	differed map[*job][]spanResult
+	rows     atomic.Int64 // source rows compared
+	spans    atomic.Int64 // spans done
+	total    int64        // spans in all
+	start    time.Time
+}
+
+// prepare reads a table's columns and key on both sides and splits it.
+// It returns nil when the table cannot be compared by content (columns
+// missing on the target), with the table's report filled in.
+func (e *engine) prepare(ctx context.Context, src, dst *cluster.Conn, i int, s, d *catalog.Table, srcBytes, dstBytes bool) (*job, error) {
+	res := &e.r.Tables[i]
+	scols, err := readColumns(ctx, src, s.OID)
+	if err != nil {
+		return nil, err
+	}
+	dcols, err := readColumns(ctx, dst, d.OID)
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]Column{}
+	for _, c := range dcols {
+		have[c.Name] = c
+	}
+	var missing []string
+	j := &job{i: i, s: s, d: d, scols: scols, dcols: dcols}
+	for _, c := range scols {
+		if _, ok := have[c.Name]; !ok {
+			missing = append(missing, catalog.QuoteName(c.Name))
+		}
+	}
+	if len(missing) > 0 {
+		res.Status, res.Note = "differ", "columns missing on the target: "+strings.Join(missing, ", ")
+		return nil, nil
+	}
+	j.hash = rowHash(scols, dcols)
+	key, refused, err := chooseKey(ctx, src, s.OID, srcBytes && dstBytes)
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		res.Note = "no primary key or unique NOT NULL index: hashed whole, differing rows not located"
+		if len(refused) > 0 {
+			res.Note += fmt.Sprintf(" (unique index %s refused as key: %s)", catalog.QuoteName(refused[0].Index), refused[0].Why)
+		}
+	} else {
+		j.key = key
+		res.Key = key.Columns
+		for _, k := range key.Columns {
+			for _, c := range scols {
+				if c.Name == k {
+					j.stypes = append(j.stypes, c.Type)
+				}
+			}
+			j.dtypes = append(j.dtypes, have[k].Type)
+		}
+		if !key.ByteOrdered {
+			res.Note = "text key under a linguistic collation, which may sort differently on the target: compared as one range"
+		}
+	}
+	if err := j.split(ctx, src); err != nil {
+		return nil, err
+	}
+	res.Ranges = len(j.spans)
+	return j, nil
+}
+
+// runChecksum compares the jobs' content on one snapshot per side, then
+// settles and locates the spans that differ.
+func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs []*job) error {
+	// Biggest tables first, so the last to finish is a small one.
+	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].s.Bytes > jobs[b].s.Bytes })
+	var tasks []task
+	for _, j := range jobs {
+		for _, sp := range j.spans {
+			tasks = append(tasks, task{j, sp})
+		}
+	}
+	e.total = int64(len(tasks))
+	e.differed = map[*job][]spanResult{}
+	n := max(1, min(e.o.Jobs, len(tasks)))
+	srcs, srcDone, err := snapshots(ctx, src, e.m.Src, n)
+	if err != nil {
+		return err
+	}
+	defer srcDone()
+	dsts, dstDone, err := snapshots(ctx, dst, e.m.Dst, n)
+	if err != nil {
+		return err
+	}
+	defer dstDone()
+
+	stop := e.progress(ctx)
+	defer stop()
+	ch := make(chan task)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range ch {
+				if errs[w] != nil {
+					continue
+				}
+				errs[w] = e.pass(ctx, srcs[w], dsts[w], t)
+			}
+		}()
+	}
+	for _, t := range tasks {
+		if ctx.Err() != nil {
+			break
+		}
+		ch <- t
+	}
+	close(ch)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	srcDone()
+	dstDone()
+	return e.settleAll(ctx, src, dst, jobs)
+}
+
+// pass hashes one span on both sides at once and, when they differ,
+// locates its rows in the same snapshots.
+func (e *engine) pass(ctx context.Context, src, dst *cluster.Conn, t task) error {
+	var sd, dd digest
+	var serr, derr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); sd, serr = t.j.hashSpan(ctx, src, t.j.s, t.j.stypes, t.sp) }()
+	go func() { defer wg.Done(); dd, derr = t.j.hashSpan(ctx, dst, t.j.d, t.j.dtypes, t.sp) }()
+	wg.Wait()
+	if err := errors.Join(serr, derr); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	res := &e.r.Tables[t.j.i]
+	res.Source += sd.rows
+	res.Target += dd.rows
+	e.mu.Unlock()
+	e.rows.Add(sd.rows)
+	e.spans.Add(1)
+	e.throttle(ctx)
+	if sd == dd {
+		return nil
+	}
+	sr := spanResult{sp: t.sp, src: sd}
+	if t.j.key != nil {
+		rows, total, err := t.j.locate(ctx, src, dst, t.sp, e.o.limit(), nil)
+		if err != nil {
+			return err
+		}
+		sr.rows, sr.total = rows, total
+	}
+	e.mu.Lock()
+	e.differed[t.j] = append(e.differed[t.j], sr)
+	e.mu.Unlock()
+	return nil
+}
+
+// throttle sleeps while the source rows read run ahead of --throttle.
+func (e *engine) throttle(ctx context.Context) {
+	if e.o.Throttle <= 0 {
+		return
+	}
+	ahead := time.Duration(float64(e.rows.Load())/float64(e.o.Throttle)*float64(time.Second)) - time.Since(e.start)
+	if ahead > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(ahead):
+		}
+	}
+}
+
+// progress logs the ranges done, the rate and the ETA every few seconds.
+func (e *engine) progress(ctx context.Context) func() {
+	every := e.o.ProgressEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				sp, rows := e.spans.Load(), e.rows.Load()
+				el := time.Since(e.start).Seconds()
+				eta := "unknown"
+				if sp > 0 {
+					eta = fmt.Sprintf("%.0fs", el*float64(e.total-sp)/float64(sp))
+				}
+				slog.Info(fmt.Sprintf("compare: %d/%d range(s), %d row(s) (%.0f rows/s), ETA %s", sp, e.total, rows, float64(rows)/el, eta))
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// settleAll decides the spans that differed. Without replication to the
+// target, a difference in the snapshots is the answer. While a
+// subscription applies the source's changes, the target lags: a span is
+// read again on the source, the source's WAL flushed past that read (the
+// fence), and read on the target once the slot confirms the fence; equal
+// then, it was lag. A span that differs twice with the same source content
+// is reported, its rows located the same way; one whose source kept
+// changing is "not settled".
+func (e *engine) settleAll(ctx context.Context, src, dst *cluster.Conn, jobs []*job) error {
+	replicating, err := e.replicating(ctx, src)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		res := &e.r.Tables[j.i]
+		res.Status = "equal"
+		for _, sr := range e.differed[j] {
+			rows, total := sr.rows, sr.total
+			if replicating {
+				state, err := e.settle(ctx, src, dst, j, sr)
+				if err != nil {
+					return err
+				}
+				switch state {
+				case "equal":
+					continue
+				case "not settled":
+					res.NotSettled++
+					continue
+				}
+				if j.key != nil {
+					if rows, total, err = j.locate(ctx, src, dst, sr.sp, e.o.limit(), func() error { return e.fence(ctx, src) }); err != nil {
+						return err
+					}
+				}
+			}
+			res.Status = "differ"
+			res.Differing += total
+			res.located = append(res.located, rows...)
+		}
+		if res.Status == "equal" && res.NotSettled > 0 {
+			res.Status = "not settled"
+		}
+		if len(res.located) > e.o.limit() {
+			res.located = res.located[:e.o.limit()]
+		}
+		sortRows(res.located)
+		if len(res.located) > 0 && res.Differing == 0 {
+			res.Differing = len(res.located)
+		}
+	}
+	return nil
+}
+
+// replicating reports whether the migration's slot exists on the source:
+// then the target may lag behind what a snapshot of the source shows.
+func (e *engine) replicating(ctx context.Context, src *cluster.Conn) (bool, error) {
+	var n int
+	err := src.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", e.m.SlotName).Scan(&n)
+	if err != nil {
+		return false, src.Wrap("read replication slot", err)
+	}
+	return n > 0, nil
+}
+
+// settle reads a span again until it is equal, differs with unchanged
+// source content, or the retries run out.
+func (e *engine) settle(ctx context.Context, src, dst *cluster.Conn, j *job, sr spanResult) (string, error) {
+	prev := sr.src
+	for range e.o.retries() {
+		sd, err := j.hashSpan(ctx, src, j.s, j.stypes, sr.sp)
+		if err != nil {
+			return "", err
+		}
+		if err := e.fence(ctx, src); err != nil {
+			return "", err
+		}
+		dd, err := j.hashSpan(ctx, dst, j.d, j.dtypes, sr.sp)
+		if err != nil {
+			return "", err
+		}
+		if sd == dd {
+			return "equal", nil
+		}
+		if sd == prev {
+			return "differ", nil
+		}
+		prev = sd
+	}
+	return "not settled", nil
+}
+
+// fence flushes the source's WAL past everything read so far and waits
+// until the subscription's slot confirms the target applied it.
+func (e *engine) fence(ctx context.Context, src *cluster.Conn) error {
+	lsn, err := progress.Fence(ctx, src)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(e.o.settleTimeout())
+	for {
+		var conf *string
+		err := src.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", e.m.SlotName).Scan(&conf)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return src.Wrap("read replication slot", err)
+		}
+		if conf != nil {
+			if c, err := parseLSN(*conf); err == nil && c >= lsn {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("target: the subscription did not apply the source's WAL up to %X/%X within %s; check `pgmove progress` (the apply may be down), then rerun compare",
+				lsn>>32, uint32(lsn), e.o.settleTimeout())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func parseLSN(s string) (uint64, error) {
+	var hi, lo uint32
+	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
+		return 0, fmt.Errorf("LSN %q: %w", s, err)
+	}
+	return uint64(hi)<<32 | uint64(lo), nil
+}
