@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgmove/pgmove/internal/catalog"
@@ -88,7 +89,9 @@ type engine struct {
 	rows     atomic.Int64 // source rows compared
 	spans    atomic.Int64 // spans done
 	total    int64        // spans in all
-	start    time.Time
+	// replicating: the migration's slot exists, the target may lag.
+	replicating bool
+	start       time.Time
 }
 
 // prepare reads a table's columns and key on both sides and splits it.
@@ -157,12 +160,16 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 	// Biggest tables first, so the last to finish is a small one.
 	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].s.Bytes > jobs[b].s.Bytes })
 	var tasks []task
+	var err error
 	for _, j := range jobs {
 		for _, sp := range j.spans {
 			tasks = append(tasks, task{j, sp})
 		}
 	}
 	e.total = int64(len(tasks))
+	if e.replicating, err = e.isReplicating(ctx, src); err != nil {
+		return err
+	}
 	e.differed = map[*job][]spanResult{}
 	n := max(1, min(e.o.Jobs, len(tasks)))
 	srcs, srcDone, err := snapshots(ctx, src, e.m.Src, n)
@@ -237,8 +244,8 @@ func (e *engine) pass(ctx context.Context, src, dst *cluster.Conn, t task) error
 		return nil
 	}
 	sr := spanResult{sp: t.sp, src: sd}
-	if t.j.key != nil {
-		rows, total, err := t.j.locate(ctx, src, dst, t.sp, e.o.limit(), nil)
+	if t.j.key != nil && !e.replicating { // while replicating, settleAll locates
+		rows, total, err := t.j.locateDeep(ctx, src, dst, t.sp, sd, dd, e.o.limit())
 		if err != nil {
 			return err
 		}
@@ -295,114 +302,287 @@ func (e *engine) progress(ctx context.Context) func() {
 }
 
 // settleAll decides the spans that differed. Without replication to the
-// target, a difference in the snapshots is the answer. While a
-// subscription applies the source's changes, the target lags: a span is
-// read again on the source, the source's WAL flushed past that read (the
-// fence), and read on the target once the slot confirms the fence; equal
-// then, it was lag. A span that differs twice with the same source content
-// is reported, its rows located the same way; one whose source kept
-// changing is "not settled".
+// target, a difference between the snapshots is the answer. While a
+// subscription applies the source's changes the target lags, so the spans
+// are read again, in rounds: every pending read on the source, then the
+// source's WAL is flushed past those reads (the fence), then, once the
+// target has applied the fence, every read on the target. A span equal
+// then was lag. A keyed span still different has its rows matched by key
+// the same way, and each differing row is read again, round after round,
+// until it is equal, or differs with the same source content as the round
+// before (reported), or the retries run out (not settled: its source row
+// kept changing). A keyless span is decided the same way as a whole.
 func (e *engine) settleAll(ctx context.Context, src, dst *cluster.Conn, jobs []*job) error {
-	replicating, err := e.replicating(ctx, src)
-	if err != nil {
-		return err
-	}
+	var whole []keyless
+	var spans []keyedSpan
 	for _, j := range jobs {
 		res := &e.r.Tables[j.i]
 		res.Status = "equal"
 		for _, sr := range e.differed[j] {
-			rows, total := sr.rows, sr.total
-			if replicating {
-				state, err := e.settle(ctx, src, dst, j, sr)
-				if err != nil {
-					return err
-				}
-				switch state {
-				case "equal":
-					continue
-				case "not settled":
-					res.NotSettled++
-					continue
-				}
-				if j.key != nil {
-					if rows, total, err = j.locate(ctx, src, dst, sr.sp, e.o.limit(), func() error { return e.fence(ctx, src) }); err != nil {
-						return err
-					}
-				}
+			switch {
+			case !e.replicating:
+				res.Status = "differ"
+				res.Differing += sr.total
+				res.located = append(res.located, sr.rows...)
+			case j.key == nil:
+				whole = append(whole, keyless{j, sr.sp, sr.src})
+			default:
+				spans = append(spans, keyedSpan{j, sr.sp})
 			}
-			res.Status = "differ"
-			res.Differing += total
-			res.located = append(res.located, rows...)
 		}
+	}
+	if len(whole) > 0 || len(spans) > 0 {
+		if err := e.rounds(ctx, src, dst, whole, spans); err != nil {
+			return err
+		}
+	}
+	for _, j := range jobs {
+		res := &e.r.Tables[j.i]
 		if res.Status == "equal" && res.NotSettled > 0 {
 			res.Status = "not settled"
 		}
-		if len(res.located) > e.o.limit() {
-			res.located = res.located[:e.o.limit()]
-		}
 		sortRows(res.located)
-		if len(res.located) > 0 && res.Differing == 0 {
+		sortRows(res.unsettled)
+		res.located = res.located[:min(len(res.located), e.o.limit())]
+		res.unsettled = res.unsettled[:min(len(res.unsettled), e.o.limit())]
+		if len(res.located) > res.Differing {
 			res.Differing = len(res.located)
 		}
 	}
 	return nil
 }
 
-// replicating reports whether the migration's slot exists on the source:
+// keyless is a differing span of a table without a key, with the source's
+// digest of the read before.
+type keyless struct {
+	j    *job
+	sp   span
+	prev digest
+}
+
+// keyedSpan is a differing span of a keyed table.
+type keyedSpan struct {
+	j  *job
+	sp span
+}
+
+// rounds settles the differing spans while replication runs (see settleAll).
+func (e *engine) rounds(ctx context.Context, src, dst *cluster.Conn, whole []keyless, spans []keyedSpan) error {
+	// Round 0: the keyed spans whole, to tell lag from difference.
+	srcD := make([]digest, len(spans))
+	for i, ks := range spans {
+		d, err := ks.j.hashSpan(ctx, src, ks.j.s, ks.j.stypes, ks.sp)
+		if err != nil {
+			return err
+		}
+		srcD[i] = d
+	}
+	if len(spans) > 0 {
+		if err := e.fence(ctx, src, dst); err != nil {
+			return err
+		}
+	}
+	var still []keyedSpan
+	for i, ks := range spans {
+		d, err := ks.j.hashSpan(ctx, dst, ks.j.d, ks.j.dtypes, ks.sp)
+		if err != nil {
+			return err
+		}
+		if d != srcD[i] {
+			still = append(still, ks)
+		}
+	}
+	// Round 1: their rows, matched by key.
+	cand := map[*job][]Row{}
+	srcRows := make([]map[string]keyed, len(still))
+	for i, ks := range still {
+		m, err := ks.j.rowsOf(ctx, src, ks.j.s, ks.j.stypes, ks.sp)
+		if err != nil {
+			return err
+		}
+		srcRows[i] = m
+	}
+	if len(still) > 0 {
+		if err := e.fence(ctx, src, dst); err != nil {
+			return err
+		}
+	}
+	for i, ks := range still {
+		m, err := ks.j.rowsOf(ctx, dst, ks.j.d, ks.j.dtypes, ks.sp)
+		if err != nil {
+			return err
+		}
+		cand[ks.j] = append(cand[ks.j], ks.j.diffRows(srcRows[i], m)...)
+	}
+	// Rounds 2 and on: the differing rows and the keyless spans.
+	confirmed := map[*job][]Row{}
+	for range e.o.retries() {
+		n := len(whole)
+		for _, c := range cand {
+			n += len(c)
+		}
+		if n == 0 {
+			break
+		}
+		srcByKey := map[*job]map[string]keyed{}
+		for j, c := range cand {
+			if len(c) == 0 {
+				continue
+			}
+			m, err := j.rowsByKeys(ctx, src, j.s, j.stypes, keysOf(c))
+			if err != nil {
+				return err
+			}
+			srcByKey[j] = m
+		}
+		wholeSrc := make([]digest, len(whole))
+		for i, k := range whole {
+			d, err := k.j.hashSpan(ctx, src, k.j.s, k.j.stypes, k.sp)
+			if err != nil {
+				return err
+			}
+			wholeSrc[i] = d
+		}
+		if err := e.fence(ctx, src, dst); err != nil {
+			return err
+		}
+		for j, c := range cand {
+			if len(c) == 0 {
+				continue
+			}
+			d2, err := j.rowsByKeys(ctx, dst, j.d, j.dtypes, keysOf(c))
+			if err != nil {
+				return err
+			}
+			s2 := srcByKey[j]
+			var next []Row
+			for _, r := range c {
+				k := strings.Join(r.keyText, "\x00")
+				s, sok := s2[k]
+				d, dok := d2[k]
+				if sok == dok && (!sok || s.hash == d.hash) {
+					continue // equal now: it was lag
+				}
+				var row Row
+				switch {
+				case !dok:
+					row = j.row(s, Missing, true)
+				case !sok:
+					row = j.row(d, Extra, false)
+				default:
+					row = j.row(s, Changed, true)
+				}
+				if sameHash(r.srcHash, row.srcHash) {
+					confirmed[j] = append(confirmed[j], row)
+				} else {
+					next = append(next, row)
+				}
+			}
+			cand[j] = next
+		}
+		var nextWhole []keyless
+		for i, k := range whole {
+			d, err := k.j.hashSpan(ctx, dst, k.j.d, k.j.dtypes, k.sp)
+			if err != nil {
+				return err
+			}
+			switch {
+			case d == wholeSrc[i]:
+			case wholeSrc[i] == k.prev:
+				e.r.Tables[k.j.i].Status = "differ"
+			default:
+				k.prev = wholeSrc[i]
+				nextWhole = append(nextWhole, k)
+			}
+		}
+		whole = nextWhole
+	}
+	for _, k := range whole {
+		e.r.Tables[k.j.i].NotSettled++
+	}
+	for j, rows := range confirmed {
+		res := &e.r.Tables[j.i]
+		res.Status = "differ"
+		res.Differing += len(rows)
+		sortRows(rows)
+		rows = rows[:min(len(rows), e.o.limit())]
+		if err := j.detail(ctx, src, dst, rows); err != nil {
+			return err
+		}
+		res.located = rows
+	}
+	for j, rows := range cand {
+		e.r.Tables[j.i].NotSettled += len(rows)
+		e.r.Tables[j.i].unsettled = rows
+	}
+	return nil
+}
+
+func keysOf(rows []Row) [][]string {
+	keys := make([][]string, len(rows))
+	for i, r := range rows {
+		keys[i] = r.keyText
+	}
+	return keys
+}
+
+func sameHash(a, b *int64) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+// isReplicating reports whether the migration's slot exists on the source:
 // then the target may lag behind what a snapshot of the source shows.
-func (e *engine) replicating(ctx context.Context, src *cluster.Conn) (bool, error) {
+func (e *engine) isReplicating(ctx context.Context, src *cluster.Conn) (bool, error) {
 	var n int
-	err := src.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", e.m.SlotName).Scan(&n)
+	err := src.QueryRow(ctx, query("slot"), e.m.SlotName).Scan(&n)
 	if err != nil {
 		return false, src.Wrap("read replication slot", err)
 	}
 	return n > 0, nil
 }
 
-// settle reads a span again until it is equal, differs with unchanged
-// source content, or the retries run out.
-func (e *engine) settle(ctx context.Context, src, dst *cluster.Conn, j *job, sr spanResult) (string, error) {
-	prev := sr.src
-	for range e.o.retries() {
-		sd, err := j.hashSpan(ctx, src, j.s, j.stypes, sr.sp)
-		if err != nil {
-			return "", err
-		}
-		if err := e.fence(ctx, src); err != nil {
-			return "", err
-		}
-		dd, err := j.hashSpan(ctx, dst, j.d, j.dtypes, sr.sp)
-		if err != nil {
-			return "", err
-		}
-		if sd == dd {
-			return "equal", nil
-		}
-		if sd == prev {
-			return "differ", nil
-		}
-		prev = sd
-	}
-	return "not settled", nil
-}
-
 // fence flushes the source's WAL past everything read so far and waits
-// until the subscription's slot confirms the target applied it.
-func (e *engine) fence(ctx context.Context, src *cluster.Conn) error {
+// until the target applied it: the subscription's origin on the target
+// has applied a source commit at or past the fence (immediate, under
+// load), or the slot on the source confirms it (when nothing else is
+// committed, the fence's own position is confirmed by feedback).
+func (e *engine) fence(ctx context.Context, src, dst *cluster.Conn) error {
 	lsn, err := progress.Fence(ctx, src)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(e.o.settleTimeout())
-	for {
-		var conf *string
-		err := src.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", e.m.SlotName).Scan(&conf)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return src.Wrap("read replication slot", err)
+	useOrigin := true
+	for i := 0; ; i++ {
+		if useOrigin {
+			var applied *string
+			err := dst.QueryRow(ctx, query("applied"), e.m.SubName).Scan(&applied)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				useOrigin = false
+			case cluster.SQLState(err) == pgerrcode.InsufficientPrivilege:
+				useOrigin = false // not a superuser: the slot tells
+			case err != nil:
+				return dst.Wrap("read the subscription's applied position", err)
+			case applied != nil:
+				if a, err := parseLSN(*applied); err == nil && a >= lsn {
+					return nil
+				}
+			}
 		}
-		if conf != nil {
-			if c, err := parseLSN(*conf); err == nil && c >= lsn {
-				return nil
+		if i%5 == 0 {
+			var conf *string
+			err := src.QueryRow(ctx, query("confirmed"), e.m.SlotName).Scan(&conf)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return src.Wrap("read replication slot", err)
+			}
+			if conf != nil {
+				if c, err := parseLSN(*conf); err == nil && c >= lsn {
+					return nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -412,7 +592,7 @@ func (e *engine) fence(ctx context.Context, src *cluster.Conn) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

@@ -65,12 +65,14 @@ type Table struct {
 	// empty when it has no primary key or unique NOT NULL index.
 	Key    []string `json:"key,omitempty"`
 	Ranges int      `json:"ranges,omitempty"`
-	// Differing counts its rows found differing; NotSettled its ranges
-	// whose source rows kept changing while they were compared.
+	// Differing counts its rows found differing; NotSettled its rows (its
+	// ranges, for a table without a key) that kept changing on the source
+	// while they were compared.
 	Differing  int `json:"differing_rows,omitempty"`
-	NotSettled int `json:"ranges_not_settled,omitempty"`
+	NotSettled int `json:"not_settled,omitempty"`
 
-	located []Row
+	located   []Row
+	unsettled []Row
 }
 
 // Report is a whole comparison.
@@ -81,6 +83,9 @@ type Report struct {
 	Checksum  bool               `json:"checksum"`
 	// Rows are the differing rows, by table and key (--checksum).
 	Rows []Row `json:"rows"`
+	// NotSettled are the rows that differed on every read while their
+	// source rows kept changing: neither equal nor known to differ.
+	NotSettled []Row `json:"not_settled,omitempty"`
 	// Seconds is the time taken; RowsCompared the source rows counted or
 	// hashed.
 	Seconds      float64 `json:"seconds"`
@@ -244,8 +249,10 @@ func checksumAll(ctx context.Context, m *config.Migration, src, dst *cluster.Con
 	r.jobs = jobs
 	for _, j := range jobs {
 		r.Rows = append(r.Rows, r.Tables[j.i].located...)
+		r.NotSettled = append(r.NotSettled, r.Tables[j.i].unsettled...)
 	}
 	sortRows(r.Rows)
+	sortRows(r.NotSettled)
 	r.RowsCompared = e.rows.Load()
 	return nil
 }
@@ -324,14 +331,14 @@ func (r *Report) WriteText(w io.Writer) {
 			case "equal":
 				line += "  checksum equal"
 			case "not settled":
-				line += fmt.Sprintf("  not settled: %d range(s) kept changing while compared", t.NotSettled)
+				line += "  not settled: " + t.settledText()
 			default:
 				line += "  checksum differs"
 				if t.Differing > 0 {
 					line += fmt.Sprintf(": %d row(s)", t.Differing)
 				}
 				if t.NotSettled > 0 {
-					line += fmt.Sprintf(", %d range(s) not settled", t.NotSettled)
+					line += "; not settled: " + t.settledText()
 				}
 			}
 		}
@@ -349,6 +356,13 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if n := r.differing(); n > len(r.Rows) && len(r.Rows) <= TextRows {
 		fmt.Fprintf(w, "  ... and %d more differing row(s) not listed\n", n-len(r.Rows))
+	}
+	for i, row := range r.NotSettled {
+		if i == TextRows {
+			fmt.Fprintf(w, "  ... and %d more not settled\n", len(r.NotSettled)-TextRows)
+			break
+		}
+		fmt.Fprintf(w, "  not settled:           %s %s\n", catalog.Printable(row.Table), catalog.Printable(row.Key.String()))
 	}
 	for _, s := range r.Sequences {
 		tag := "PASS"
@@ -379,6 +393,14 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "not equal: %d of %d table(s) differ, %d of %d sequence(s) behind or missing on the target\n", diff, len(r.Tables), behind, len(r.Sequences))
 	}
 	fmt.Fprintln(w, r.Summary())
+}
+
+// settledText says what kept changing while compared.
+func (t Table) settledText() string {
+	if t.Key == nil {
+		return "its rows kept changing while compared (no key to tell which)"
+	}
+	return fmt.Sprintf("%d row(s) kept changing while compared", t.NotSettled)
 }
 
 // Summary is the closing line: rows compared, time, rate.

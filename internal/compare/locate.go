@@ -29,6 +29,7 @@ type Row struct {
 
 	keyText []string  // the key's values as text, to select and repair by
 	values  []*string // missing or changed: the source's row, column by column
+	srcHash *int64    // the source row's hash when read; nil: not on the source
 }
 
 // KeyValue is a row's key: column names and their values as JSON, in the
@@ -71,17 +72,50 @@ func (k KeyValue) String() string {
 	return "(" + strings.Join(names, ", ") + ")=(" + strings.Join(vals, ", ") + ")"
 }
 
-// keyed is what one side holds of a span, row by row.
+// keyed is what one side holds of a row: its key as JSON and as text, and
+// its hash.
 type keyed struct {
 	json []json.RawMessage
 	text []string
 	hash int64
 }
 
-// rowsOf reads a span's rows on one side: key as text and as JSON, and the
-// row hash, by key.
+// rowsOf reads a span's rows on one side, by key.
 func (j *job) rowsOf(ctx context.Context, c *cluster.Conn, t *catalog.Table, types []string, sp span) (map[string]keyed, error) {
 	w, args := j.where(sp, types, 0)
+	return j.rowsWhere(ctx, c, t, w, args)
+}
+
+// rowsByKeys reads the rows of the given keys on one side, 500 at a time.
+func (j *job) rowsByKeys(ctx context.Context, c *cluster.Conn, t *catalog.Table, types []string, keys [][]string) (map[string]keyed, error) {
+	out := map[string]keyed{}
+	for len(keys) > 0 {
+		batch := keys[:min(500, len(keys))]
+		keys = keys[len(batch):]
+		var tuples []string
+		var args []any
+		for _, k := range batch {
+			q := make([]string, len(k))
+			for i, v := range k {
+				args = append(args, v)
+				q[i] = fmt.Sprintf("CAST($%d::text AS %s)", len(args), types[i])
+			}
+			tuples = append(tuples, "("+strings.Join(q, ", ")+")")
+		}
+		m, err := j.rowsWhere(ctx, c, t, " WHERE ("+j.keyList()+") IN ("+strings.Join(tuples, ", ")+")", args)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// rowsWhere reads key as text and as JSON, and the row hash, of the rows
+// that match a predicate.
+func (j *job) rowsWhere(ctx context.Context, c *cluster.Conn, t *catalog.Table, where string, args []any) (map[string]keyed, error) {
 	var cols []string
 	for _, k := range j.key.Columns {
 		cols = append(cols, "t."+pgx.Identifier{k}.Sanitize()+"::text")
@@ -89,7 +123,7 @@ func (j *job) rowsOf(ctx context.Context, c *cluster.Conn, t *catalog.Table, typ
 	for _, k := range j.key.Columns {
 		cols = append(cols, "pg_catalog.to_jsonb(t."+pgx.Identifier{k}.Sanitize()+")::text")
 	}
-	q := "SELECT " + strings.Join(cols, ", ") + ", " + j.hash + " FROM " + from(t) + w
+	q := "SELECT " + strings.Join(cols, ", ") + ", " + j.hash + " FROM " + from(t) + where
 	rows, err := c.Query(ctx, q, args...)
 	if err != nil {
 		return nil, c.Wrap("locate the rows of "+t.String(), err)
@@ -122,11 +156,42 @@ func (j *job) rowsOf(ctx context.Context, c *cluster.Conn, t *catalog.Table, typ
 	return out, nil
 }
 
+// diffRows matches two sides' rows by key: the rows that differ, with the
+// source's hash (nil when the source lacks the row) to tell later whether
+// the source row changed.
+func (j *job) diffRows(sr, dr map[string]keyed) []Row {
+	var out []Row
+	for ks, s := range sr {
+		d, ok := dr[ks]
+		switch {
+		case !ok:
+			out = append(out, j.row(s, Missing, true))
+		case d.hash != s.hash:
+			out = append(out, j.row(s, Changed, true))
+		}
+	}
+	for ks, d := range dr {
+		if _, ok := sr[ks]; !ok {
+			out = append(out, j.row(d, Extra, false))
+		}
+	}
+	sortRows(out)
+	return out
+}
+
+func (j *job) row(k keyed, kind string, onSource bool) Row {
+	r := Row{Table: j.s.String(), Key: KeyValue{j.key.Columns, k.json}, Kind: kind, keyText: k.text}
+	if onSource {
+		h := k.hash
+		r.srcHash = &h
+	}
+	return r
+}
+
 // locate names the rows of a span that differ: both sides' rows are read
-// by key (the source's first, then, through readTarget, the target's) and
-// matched. Up to limit rows are detailed: a changed row's differing
-// columns, a missing or changed row's source values for --repair. It
-// returns the rows and how many differ in all.
+// by key (the source's first, then, after beforeTarget, the target's) and
+// matched, then detailed (see detail). It returns the rows, at most limit,
+// and how many differ in all.
 func (j *job) locate(ctx context.Context, src, dst *cluster.Conn, sp span, limit int, beforeTarget func() error) ([]Row, int, error) {
 	sr, err := j.rowsOf(ctx, src, j.s, j.stypes, sp)
 	if err != nil {
@@ -141,38 +206,25 @@ func (j *job) locate(ctx context.Context, src, dst *cluster.Conn, sp span, limit
 	if err != nil {
 		return nil, 0, err
 	}
-	var out []Row
-	total := 0
-	add := func(k keyed, kind string) {
-		total++
-		out = append(out, Row{Table: j.s.String(), Key: KeyValue{j.key.Columns, k.json}, Kind: kind, keyText: k.text})
-	}
-	for ks, s := range sr {
-		d, ok := dr[ks]
-		switch {
-		case !ok:
-			add(s, Missing)
-		case d.hash != s.hash:
-			add(s, Changed)
-		}
-	}
-	for ks, d := range dr {
-		if _, ok := sr[ks]; !ok {
-			add(d, Extra)
-		}
-	}
-	sortRows(out)
+	out := j.diffRows(sr, dr)
+	total := len(out)
 	if len(out) > limit {
 		out = out[:limit]
 	}
-	for i := range out {
-		r := &out[i]
+	return out, total, j.detail(ctx, src, dst, out)
+}
+
+// detail reads, for each missing or changed row, the source's values (for
+// --repair) and, for a changed one, the columns that differ.
+func (j *job) detail(ctx context.Context, src, dst *cluster.Conn, rows []Row) error {
+	for i := range rows {
+		r := &rows[i]
 		if r.Kind == Extra {
 			continue
 		}
 		sv, err := j.rowByKey(ctx, src, j.s, j.scols, j.stypes, r.keyText)
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
 		r.values = sv
 		if r.Kind != Changed {
@@ -180,15 +232,16 @@ func (j *job) locate(ctx context.Context, src, dst *cluster.Conn, sp span, limit
 		}
 		dv, err := j.rowByKey(ctx, dst, j.d, j.scols, j.dtypes, r.keyText)
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
+		r.Columns = nil
 		for ci, c := range j.scols {
 			if sv == nil || dv == nil || !eqText(sv[ci], dv[ci]) {
 				r.Columns = append(r.Columns, c.Name)
 			}
 		}
 	}
-	return out, total, nil
+	return nil
 }
 
 func eqText(a, b *string) bool {
@@ -225,4 +278,47 @@ func (j *job) rowByKey(ctx context.Context, c *cluster.Conn, t *catalog.Table, c
 		return nil, c.Wrap("read a row of "+t.String(), err)
 	}
 	return vals, nil
+}
+
+// locateDeep splits a differing span until its parts hold at most
+// LeafRows rows, hashes the parts on both sides and locates the rows of
+// those that differ. Only a byte-ordered key can be split this way: its
+// ranges hold the same rows on both sides.
+func (j *job) locateDeep(ctx context.Context, src, dst *cluster.Conn, sp span, sd, dd digest, limit int) ([]Row, int, error) {
+	if !j.key.ByteOrdered || max(sd.rows, dd.rows) <= LeafRows {
+		return j.locate(ctx, src, dst, sp, limit, nil)
+	}
+	c, t, types, n := src, j.s, j.stypes, sd.rows
+	if dd.rows > sd.rows {
+		c, t, types, n = dst, j.d, j.dtypes, dd.rows
+	}
+	parts, err := j.inner(ctx, c, t, types, sp, n, 16)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(parts) < 2 {
+		return j.locate(ctx, src, dst, sp, limit, nil)
+	}
+	var out []Row
+	total := 0
+	for _, p := range parts {
+		ps, err := j.hashSpan(ctx, src, j.s, j.stypes, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		pd, err := j.hashSpan(ctx, dst, j.d, j.dtypes, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ps == pd {
+			continue
+		}
+		rows, n, err := j.locateDeep(ctx, src, dst, p, ps, pd, max(0, limit-len(out)))
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, rows...)
+		total += n
+	}
+	return out, total, nil
 }

@@ -171,3 +171,46 @@ func (j *job) hashSpan(ctx context.Context, c *cluster.Conn, t *catalog.Table, t
 	}
 	return d, nil
 }
+
+// LeafRows is the size of range whose rows locate reads from both sides;
+// a bigger differing range is split again first.
+const LeafRows = 10000
+
+// inner cuts a span into about n spans of equal row counts, from one
+// side's keys in the span (one ordered scan of its key index).
+func (j *job) inner(ctx context.Context, c *cluster.Conn, t *catalog.Table, types []string, sp span, rows int64, n int) ([]span, error) {
+	step := max(1, rows/int64(n))
+	w, args := j.where(sp, types, 0)
+	cols := make([]string, len(j.key.Columns))
+	for i := range j.key.Columns {
+		cols[i] = "s.k" + fmt.Sprint(i)
+	}
+	sel := make([]string, len(j.key.Columns))
+	for i, k := range j.key.Columns {
+		sel[i] = "t." + pgx.Identifier{k}.Sanitize() + "::text AS k" + fmt.Sprint(i)
+	}
+	q := fmt.Sprintf("SELECT %s FROM (SELECT %s, pg_catalog.row_number() OVER (ORDER BY %s) AS rn FROM %s%s) AS s WHERE s.rn %% %d = 0 ORDER BY s.rn",
+		strings.Join(cols, ", "), strings.Join(sel, ", "), j.keyList(), from(t), w, step)
+	r, err := c.Query(ctx, q, args...)
+	if err != nil {
+		return nil, c.Wrap("split a range of "+t.String(), err)
+	}
+	bounds, err := pgx.CollectRows(r, func(r pgx.CollectableRow) ([]string, error) {
+		vals := make([]string, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		return vals, r.Scan(ptrs...)
+	})
+	if err != nil {
+		return nil, c.Wrap("split a range of "+t.String(), err)
+	}
+	out := []span{}
+	lo := sp.lo
+	for _, b := range bounds {
+		out = append(out, span{lo, b})
+		lo = b
+	}
+	return append(out, span{lo, sp.hi}), nil
+}
