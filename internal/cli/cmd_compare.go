@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -60,6 +61,8 @@ Exit status 0 when equal, 3 when not, listing what differs.`,
 	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 2, "sessions per side: tables counted, or key ranges hashed, at once")
 	cmd.Flags().StringSliceVar(&o.tables, "tables", nil, "compare only these tables of the selection (patterns as in include, comma-separated)")
 	cmd.Flags().Int64Var(&o.throttle, "throttle", 0, "read at most this many source rows per second (0: no limit)")
+	cmd.Flags().StringVar(&o.repair, "repair", "", "write to `FILE` the SQL that makes the target's differing rows equal to the source's (with --checksum)")
+	cmd.Flags().BoolVar(&o.apply, "apply", false, "with --repair, run that SQL on the target in one transaction")
 	cmd.Flags().IntVar(&o.retries, "retries", 5, "while replication runs, how often a differing range is read again before it is called not settled")
 	return cmd
 }
@@ -89,12 +92,29 @@ func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 		}
 		co.Tables = append(co.Tables, p)
 	}
+	if o.repair != "" && !o.checksum || o.apply && o.repair == "" {
+		return withCode(ExitUsage, fmt.Errorf("--repair FILE needs --checksum, and --apply needs --repair FILE"))
+	}
 	if o.throttle < 0 || o.retries < 1 {
 		return withCode(ExitUsage, fmt.Errorf("--throttle must be 0 or more and --retries 1 or more"))
 	}
 	r, err := compare.Run(ctx, s.m, s.src, s.dst, co)
 	if err != nil {
 		return err
+	}
+	if o.repair != "" {
+		sql, n := r.Repair()
+		// 0600: the file holds the source's row values.
+		if err := os.WriteFile(o.repair, []byte(sql), 0o600); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		r.Repaired = &compare.Repaired{File: o.repair, Statements: n}
+		if o.apply && n > 0 {
+			if err := compare.ApplyRepair(ctx, s.dst, sql); err != nil {
+				return err
+			}
+			r.Repaired.Applied = true
+		}
 	}
 	if o.json {
 		if err := r.WriteJSON(s.g.stdout); err != nil {

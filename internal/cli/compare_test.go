@@ -155,6 +155,8 @@ func TestCompareChunked(t *testing.T) {
 			pgtest.Exec(t, p.dst, "test", "UPDATE keyless SET y = 'y5' WHERE x = 5")
 
 			if os.Getenv("PGMOVE_COMPARE_NO_REPAIR") == "" {
+				// Every type's value goes through the repair's literals.
+				pgtest.Exec(t, p.dst, "test", "DELETE FROM types WHERE id IN (1, 3); UPDATE types SET j = '{}', tr = 'empty' WHERE id = 4")
 				repair := filepath.Join(t.TempDir(), "repair.sql")
 				r = p.run("compare", "--checksum", "--repair", repair)
 				if r.code != 3 {
@@ -171,6 +173,12 @@ func TestCompareChunked(t *testing.T) {
 				rep, r = compareJSON(t, p)
 				if r.code != 0 || !rep.Equal {
 					t.Errorf("after the repair SQL, compare should be equal:\n%s\n%s", sql, r)
+				}
+				pgtest.Exec(t, p.dst, "test", "UPDATE big SET n = 0 WHERE id < 5; INSERT INTO pairs VALUES (99, 'x', 'y')")
+				r = p.run("compare", "--checksum", "--repair", repair, "--apply")
+				mustContain(t, "compare --repair --apply", r, "repair: 5 statement(s) written to", "applied to the target")
+				if rep, r := compareJSON(t, p); r.code != 0 || !rep.Equal {
+					t.Errorf("after --apply, compare should be equal: %s", r)
 				}
 			}
 		})

@@ -90,6 +90,8 @@ type Report struct {
 	// hashed.
 	Seconds      float64 `json:"seconds"`
 	RowsCompared int64   `json:"rows_compared"`
+	// Repaired says what --repair wrote and whether --apply ran it.
+	Repaired *Repaired `json:"repair,omitempty"`
 
 	jobs []*job
 }
@@ -393,6 +395,13 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "not equal: %d of %d table(s) differ, %d of %d sequence(s) behind or missing on the target\n", diff, len(r.Tables), behind, len(r.Sequences))
 	}
 	fmt.Fprintln(w, r.Summary())
+	if p := r.Repaired; p != nil {
+		if p.Applied {
+			fmt.Fprintf(w, "repair: %d statement(s) written to %s and applied to the target; rerun compare to confirm\n", p.Statements, catalog.Printable(p.File))
+		} else {
+			fmt.Fprintf(w, "repair: %d statement(s) written to %s; review it, then run it on the target or rerun with --apply\n", p.Statements, catalog.Printable(p.File))
+		}
+	}
 }
 
 // settledText says what kept changing while compared.
@@ -401,6 +410,13 @@ func (t Table) settledText() string {
 		return "its rows kept changing while compared (no key to tell which)"
 	}
 	return fmt.Sprintf("%d row(s) kept changing while compared", t.NotSettled)
+}
+
+// Repaired is what --repair did.
+type Repaired struct {
+	File       string `json:"file"`
+	Statements int    `json:"statements"`
+	Applied    bool   `json:"applied"`
 }
 
 // Summary is the closing line: rows compared, time, rate.

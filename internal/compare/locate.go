@@ -30,6 +30,7 @@ type Row struct {
 	keyText []string  // the key's values as text, to select and repair by
 	values  []*string // missing or changed: the source's row, column by column
 	srcHash *int64    // the source row's hash when read; nil: not on the source
+	j       *job
 }
 
 // KeyValue is a row's key: column names and their values as JSON, in the
@@ -180,7 +181,7 @@ func (j *job) diffRows(sr, dr map[string]keyed) []Row {
 }
 
 func (j *job) row(k keyed, kind string, onSource bool) Row {
-	r := Row{Table: j.s.String(), Key: KeyValue{j.key.Columns, k.json}, Kind: kind, keyText: k.text}
+	r := Row{Table: j.s.String(), Key: KeyValue{j.key.Columns, k.json}, Kind: kind, keyText: k.text, j: j}
 	if onSource {
 		h := k.hash
 		r.srcHash = &h
