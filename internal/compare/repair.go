@@ -155,4 +155,3 @@ func ApplyRepair(ctx context.Context, dst *cluster.Conn, sql string) error {
 	}
 	return nil
 }
-
