@@ -177,6 +177,20 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 		return err
 	}
 	defer srcDone()
+	if e.replicating {
+		// The target's snapshot is taken once it has applied everything
+		// the source's holds: they then differ only by what the source
+		// committed meanwhile, not by the whole lag.
+		ctl, err := Connect(ctx, e.m.Src)
+		if err != nil {
+			return err
+		}
+		err = e.fence(ctx, ctl, dst)
+		ctl.Close()
+		if err != nil {
+			return err
+		}
+	}
 	dsts, dstDone, err := snapshots(ctx, dst, e.m.Dst, n)
 	if err != nil {
 		return err
@@ -244,7 +258,7 @@ func (e *engine) pass(ctx context.Context, src, dst *cluster.Conn, t task) error
 		return nil
 	}
 	sr := spanResult{sp: t.sp, src: sd}
-	if t.j.key != nil && !e.replicating { // while replicating, settleAll locates
+	if t.j.key != nil {
 		rows, total, err := t.j.locateDeep(ctx, src, dst, t.sp, sd, dd, e.o.limit())
 		if err != nil {
 			return err
@@ -301,20 +315,22 @@ func (e *engine) progress(ctx context.Context) func() {
 	return func() { close(done) }
 }
 
-// settleAll decides the spans that differed. Without replication to the
-// target, a difference between the snapshots is the answer. While a
-// subscription applies the source's changes the target lags, so the spans
-// are read again, in rounds: every pending read on the source, then the
-// source's WAL is flushed past those reads (the fence), then, once the
-// target has applied the fence, every read on the target. A span equal
-// then was lag. A keyed span still different has its rows matched by key
-// the same way, and each differing row is read again, round after round,
-// until it is equal, or differs with the same source content as the round
-// before (reported), or the retries run out (not settled: its source row
-// kept changing). A keyless span is decided the same way as a whole.
+// settleAll decides what differed between the snapshots. Without
+// replication to the target, that is the answer. While a subscription
+// applies the source's changes, the target's snapshot was taken once it had
+// applied the source's (see runChecksum), so the snapshots differ only by
+// real differences and by what the source committed in between. The rows
+// that differed are read again, in rounds: all of them on the source, then
+// the source's WAL is flushed past those reads (the fence), then, once the
+// target has applied the fence, all of them on the target. A row equal
+// then was in flight; one that still differs with the same source content
+// as the read before is reported; one whose source row changed again is
+// read in the next round, and after --retries rounds it is "not settled",
+// never equal. A differing span of a keyless table is decided the same way,
+// as a whole.
 func (e *engine) settleAll(ctx context.Context, src, dst *cluster.Conn, jobs []*job) error {
 	var whole []keyless
-	var spans []keyedSpan
+	cand := map[*job][]Row{}
 	for _, j := range jobs {
 		res := &e.r.Tables[j.i]
 		res.Status = "equal"
@@ -327,12 +343,17 @@ func (e *engine) settleAll(ctx context.Context, src, dst *cluster.Conn, jobs []*
 			case j.key == nil:
 				whole = append(whole, keyless{j, sr.sp, sr.src})
 			default:
-				spans = append(spans, keyedSpan{j, sr.sp})
+				cand[j] = append(cand[j], sr.rows...)
+				if n := sr.total - len(sr.rows); n > 0 {
+					// Past the limit: counted, not read again.
+					res.Status = "differ"
+					res.Differing += n
+				}
 			}
 		}
 	}
-	if len(whole) > 0 || len(spans) > 0 {
-		if err := e.rounds(ctx, src, dst, whole, spans); err != nil {
+	if len(whole) > 0 || len(cand) > 0 {
+		if err := e.rounds(ctx, src, dst, whole, cand); err != nil {
 			return err
 		}
 	}
@@ -360,61 +381,9 @@ type keyless struct {
 	prev digest
 }
 
-// keyedSpan is a differing span of a keyed table.
-type keyedSpan struct {
-	j  *job
-	sp span
-}
-
-// rounds settles the differing spans while replication runs (see settleAll).
-func (e *engine) rounds(ctx context.Context, src, dst *cluster.Conn, whole []keyless, spans []keyedSpan) error {
-	// Round 0: the keyed spans whole, to tell lag from difference.
-	srcD := make([]digest, len(spans))
-	for i, ks := range spans {
-		d, err := ks.j.hashSpan(ctx, src, ks.j.s, ks.j.stypes, ks.sp)
-		if err != nil {
-			return err
-		}
-		srcD[i] = d
-	}
-	if len(spans) > 0 {
-		if err := e.fence(ctx, src, dst); err != nil {
-			return err
-		}
-	}
-	var still []keyedSpan
-	for i, ks := range spans {
-		d, err := ks.j.hashSpan(ctx, dst, ks.j.d, ks.j.dtypes, ks.sp)
-		if err != nil {
-			return err
-		}
-		if d != srcD[i] {
-			still = append(still, ks)
-		}
-	}
-	// Round 1: their rows, matched by key.
-	cand := map[*job][]Row{}
-	srcRows := make([]map[string]keyed, len(still))
-	for i, ks := range still {
-		m, err := ks.j.rowsOf(ctx, src, ks.j.s, ks.j.stypes, ks.sp)
-		if err != nil {
-			return err
-		}
-		srcRows[i] = m
-	}
-	if len(still) > 0 {
-		if err := e.fence(ctx, src, dst); err != nil {
-			return err
-		}
-	}
-	for i, ks := range still {
-		m, err := ks.j.rowsOf(ctx, dst, ks.j.d, ks.j.dtypes, ks.sp)
-		if err != nil {
-			return err
-		}
-		cand[ks.j] = append(cand[ks.j], ks.j.diffRows(srcRows[i], m)...)
-	}
-	// Rounds 2 and on: the differing rows and the keyless spans.
+// rounds settles, while replication runs, the rows that differed between
+// the snapshots and the keyless spans that did (see settleAll).
+func (e *engine) rounds(ctx context.Context, src, dst *cluster.Conn, whole []keyless, cand map[*job][]Row) error {
 	confirmed := map[*job][]Row{}
 	for range e.o.retries() {
 		n := len(whole)
