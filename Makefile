@@ -7,7 +7,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 BIN     := bin/pgmove
 
-.PHONY: all build deps test unit fuzz demo bench clean
+.PHONY: all build deps test unit fuzz demo bench bench-compare clean
 
 all: build
 
@@ -37,6 +37,10 @@ demo: deps build
 bench: build
 	PGMOVE_WITH_PGCOPYDB=1 scripts/install-deps
 	scripts/bench
+
+# compare --checksum against count(*) on pgbench scale 50, PostgreSQL 15 -> 17.
+bench-compare: build
+	scripts/bench -compare -src 15 -dst 17 -scale 50 -runs 3
 
 clean:
 	rm -rf bin

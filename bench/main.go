@@ -57,6 +57,7 @@ type options struct {
 	runs               int
 	pgcopydb           string
 	results            string
+	compare            bool // the compare benchmark instead (bench/compare.go)
 }
 
 // The sizes the targets were set for.
@@ -98,7 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	b, err := newBench(ctx, o, stdout, stderr)
 	if err == nil {
-		err = b.run(ctx)
+		if o.compare {
+			err = b.runCompare(ctx)
+		} else {
+			err = b.run(ctx)
+		}
 		if cerr := b.close(); err == nil {
 			err = cerr
 		}
@@ -148,6 +153,7 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	pgmoveArgs := fs.String("pgmove-args", "", "more arguments for pgmove migrate, space-separated (to compare its options)")
 	fs.StringVar(&o.pgcopydb, "pgcopydb", "pgcopydb", "the pgcopydb binary to time (looked up on PATH)")
 	fs.StringVar(&o.results, "results", "bench/results", "directory for the JSON results and the tools' logs")
+	fs.BoolVar(&o.compare, "compare", false, "run the compare benchmark instead (make bench-compare): count(*) against compare --checksum on pgbench -scale, equal, one changed row, under writes")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
