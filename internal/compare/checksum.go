@@ -172,6 +172,7 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 	}
 	e.differed = map[*job][]spanResult{}
 	n := max(1, min(e.o.Jobs, len(tasks)))
+	snapStart := time.Now()
 	srcs, srcDone, err := snapshots(ctx, src, e.m.Src, n)
 	if err != nil {
 		return err
@@ -197,6 +198,8 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 	}
 	defer dstDone()
 
+	slog.Debug(fmt.Sprintf("compare: snapshots open after %s", time.Since(snapStart).Round(time.Millisecond)))
+	passStart := time.Now()
 	stop := e.progress(ctx)
 	defer stop()
 	ch := make(chan task)
@@ -230,6 +233,11 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 	}
 	srcDone()
 	dstDone()
+	slog.Debug(fmt.Sprintf("compare: %d range(s) hashed in %s (replicating: %v), %d differed", len(tasks), time.Since(passStart).Round(time.Millisecond), e.replicating, e.differedCount()))
+	settleStart := time.Now()
+	defer func() {
+		slog.Debug(fmt.Sprintf("compare: settled in %s", time.Since(settleStart).Round(time.Millisecond)))
+	}()
 	return e.settleAll(ctx, src, dst, jobs)
 }
 
@@ -269,6 +277,14 @@ func (e *engine) pass(ctx context.Context, src, dst *cluster.Conn, t task) error
 	e.differed[t.j] = append(e.differed[t.j], sr)
 	e.mu.Unlock()
 	return nil
+}
+
+func (e *engine) differedCount() int {
+	n := 0
+	for _, d := range e.differed {
+		n += len(d)
+	}
+	return n
 }
 
 // throttle sleeps while the source rows read run ahead of --throttle.
@@ -523,6 +539,10 @@ func (e *engine) fence(ctx context.Context, src, dst *cluster.Conn) error {
 	if err != nil {
 		return err
 	}
+	fenceStart := time.Now()
+	defer func() {
+		slog.Debug(fmt.Sprintf("compare: fence %X/%X applied after %s", lsn>>32, uint32(lsn), time.Since(fenceStart).Round(time.Millisecond)))
+	}()
 	deadline := time.Now().Add(e.o.settleTimeout())
 	useOrigin := true
 	for i := 0; ; i++ {

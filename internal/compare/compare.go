@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -235,6 +236,7 @@ func checksumAll(ctx context.Context, m *config.Migration, src, dst *cluster.Con
 		return err
 	}
 	e := &engine{m: m, o: o, r: r, start: start}
+	t0 := time.Now()
 	var jobs []*job
 	for _, w := range todo {
 		j, err := e.prepare(ctx, src, dst, w.i, w.s, w.d, srcBytes, dstBytes)
@@ -245,6 +247,7 @@ func checksumAll(ctx context.Context, m *config.Migration, src, dst *cluster.Con
 			jobs = append(jobs, j)
 		}
 	}
+	slog.Debug(fmt.Sprintf("compare: %d table(s) prepared (columns, keys, ranges) in %s", len(jobs), time.Since(t0).Round(time.Millisecond)))
 	if err := e.runChecksum(ctx, src, dst, jobs); err != nil {
 		return err
 	}
