@@ -22,6 +22,10 @@ CREATE TABLE pairs (a int, b text, note text, PRIMARY KEY (a, b));
 INSERT INTO pairs SELECT g % 50, 'b' || g, 'n' || g FROM generate_series(1, 1000) g;
 CREATE TABLE codes (code text COLLATE "C" PRIMARY KEY, payload jsonb);
 INSERT INTO codes SELECT 'c' || g, jsonb_build_object('g', g, 'x', 1.10) FROM generate_series(1, 500) g;
+CREATE TABLE parts (id int, k int, v text, PRIMARY KEY (k, id)) PARTITION BY RANGE (k);
+CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (5);
+CREATE TABLE parts_2 PARTITION OF parts FOR VALUES FROM (5) TO (10);
+INSERT INTO parts SELECT g, g % 10, 'p' || g FROM generate_series(1, 300) g;
 CREATE TABLE keyless (x int, y text);
 INSERT INTO keyless SELECT g, 'y' || g FROM generate_series(1, 100) g;
 CREATE TABLE nullable (u int UNIQUE, v text);
@@ -111,14 +115,15 @@ func TestCompareChunked(t *testing.T) {
 			if n := rep.Tables[tables["public.nullable"]].Note; !strings.Contains(n, "hashed whole") || !strings.Contains(n, "may be NULL") {
 				t.Errorf("nullable unique note: %q", n)
 			}
-			if rep.RowsCompared != 120000+1000+500+100+100+4 {
+			if rep.RowsCompared != 120000+1000+500+300+100+100+4 {
 				t.Errorf("rows compared: %d", rep.RowsCompared)
 			}
 
 			pgtest.Exec(t, p.dst, "test", `UPDATE big SET v = 'changed' WHERE id = 54321;
 				DELETE FROM pairs WHERE a = 7 AND b = 'b7';
 				INSERT INTO codes VALUES ('zz', '{}');
-				UPDATE types SET f8 = 0.0 WHERE id = 2`)
+				UPDATE types SET f8 = 0.0 WHERE id = 2;
+				UPDATE parts SET v = 'moved' WHERE id = 17`)
 			rep, r = compareJSON(t, p)
 			if r.code != 3 || rep.Equal {
 				t.Fatalf("after changes on the target, compare should exit 3: %s", r)
@@ -133,6 +138,7 @@ func TestCompareChunked(t *testing.T) {
 				`public.pairs {"a":7,"b":"b7"}`: "missing ",
 				`public.codes {"code":"zz"}`:    "extra ",
 				`public.types {"id":2}`:         "changed f8", // -0 and 0 are not the same content
+				`public.parts {"id":17,"k":7}`:  "changed v",  // a partitioned table, through its root
 			}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("rows differing:\n got %v\nwant %v\n%s", got, want, r)
