@@ -7,7 +7,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 BIN     := bin/pgmove
 
-.PHONY: all build deps test unit fuzz demo bench bench-switchover clean
+.PHONY: all build deps test unit fuzz demo bench bench-switchover bench-compare clean
 
 all: build
 
@@ -43,6 +43,10 @@ bench: build
 # target 18). Arguments of scripts/bench go in BENCH_ARGS.
 bench-switchover: deps
 	scripts/bench -switchover $(BENCH_ARGS)
+
+# compare --checksum against count(*) on pgbench scale 50, PostgreSQL 15 -> 17.
+bench-compare: build
+	scripts/bench -compare -src 15 -dst 17 -scale 50 -runs 3
 
 clean:
 	rm -rf bin

@@ -67,6 +67,7 @@ type options struct {
 	clients      int // pgbench -c
 	rate         int // pgbench -R; 0: as fast as it goes
 	phaseSeconds int // pgbench -T of each phase
+	compare            bool // the compare benchmark instead (bench/compare.go)
 }
 
 // The sizes the targets were set for.
@@ -108,7 +109,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	b, err := newBench(ctx, o, stdout, stderr)
 	if err == nil {
-		err = b.run(ctx)
+		if o.compare {
+			err = b.runCompare(ctx)
+		} else {
+			err = b.run(ctx)
+		}
 		if cerr := b.close(); err == nil {
 			err = cerr
 		}
@@ -168,6 +173,7 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	fs.IntVar(&o.clients, "clients", 8, "-switchover: pgbench -c")
 	fs.IntVar(&o.rate, "rate", 1000, "-switchover: pgbench -R, transactions per second in all (0: as fast as it goes)")
 	fs.IntVar(&o.phaseSeconds, "phase-seconds", 15, "-switchover: pgbench -T of each phase (3 s before pgmove starts, the rest during and after it)")
+	fs.BoolVar(&o.compare, "compare", false, "run the compare benchmark instead (make bench-compare): count(*) against compare --checksum on pgbench -scale, equal, one changed row, under writes")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

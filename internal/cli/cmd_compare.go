@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/compare"
+	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/schema"
 )
 
@@ -17,6 +19,11 @@ type compareOptions struct {
 	checksum bool
 	schema   bool
 	jobs     int
+	tables   []string
+	throttle int64
+	retries  int
+	repair   string
+	apply    bool
 }
 
 func newCompareCmd(g *globals) *cobra.Command {
@@ -24,12 +31,45 @@ func newCompareCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "compare",
 		Short: "Compare row counts (and with --checksum full content) and sequences on both sides",
-		Long: `compare counts the rows of every migrated table on both sides and, with
---checksum, hashes every row's full content (order-independent, with output
-formats pinned so different versions compare equal). It also compares every
-sequence: the target passes when its next value is at or past the source's.
-Run it after writes on the source stopped and the lag reached zero; while
-writes run, differences are expected.
+		Long: `compare counts the rows of every migrated table on both sides and
+compares every sequence (the target passes when its next value is at or past
+the source's).
+
+With --checksum it compares every row's full content. A table is split into
+ranges of its primary key (or of a unique index whose columns are all NOT
+NULL; a unique index on NULL-able columns is refused as key); each range is
+hashed on both sides at once, --jobs ranges at a time, biggest tables first,
+on sessions that share one snapshot per side (an exported snapshot, REPEATABLE
+READ). A range's hash is the row count and the sum of 64-bit row hashes, so
+row order does not matter; a row's hash folds one hash per column, taken from
+the binary value for integers, booleans, text, char, uuid, time and timestamps
+and from the text (with output settings pinned, equal on every major 13-18)
+for the rest. A range that differs is split again down to 10,000 rows, whose
+rows are then matched by key: each difference is named as missing on the
+target, extra on the target, or changed with the columns that differ. A table
+without such a key is hashed whole: it is said to differ, its rows are not
+named.
+
+What is guaranteed: "equal" means every range's count and hash matched, on
+one snapshot per side; two different contents of a range match only by a
+64-bit hash collision (odds about 1 in 1.8e19 for a range), not under
+adversarial input (the hash is not cryptographic). While a subscription
+applies (the migration's slot exists), the target's snapshot is taken once it
+has applied everything the source's holds (a fence LSN), and every row that
+differs is read again on the source, the source's WAL flushed (a new fence),
+and read on the target once it applied that fence, up to --retries rounds: a
+row equal then was in flight and is not reported; a row that differs with the
+same source content twice is reported; a row whose source kept changing in
+every round is reported as "not settled", which is never equal (exit 3). Rows
+written more often than a round trip (a hot counter row) are not settled
+while the writes last. Without a subscription, the snapshots are the answer:
+run it once writes stopped.
+
+--repair FILE writes the SQL that makes the reported rows of the target equal
+to the source's (INSERT ... ON CONFLICT DO UPDATE, UPDATE of the differing
+columns, DELETE, each by key, values as quoted literals) in one transaction;
+--apply runs it on the target. --tables narrows the selection, --throttle caps
+the source rows read per second.
 
 With --schema it compares the schemas instead: tables, columns and types,
 constraints, indexes, sequences, views, functions, triggers, policies,
@@ -51,7 +91,12 @@ Exit status 0 when equal, 3 when not, listing what differs.`,
 	cmd.Flags().BoolVar(&o.json, "json", false, "print as JSON")
 	cmd.Flags().BoolVar(&o.checksum, "checksum", false, "hash the full content of every table")
 	cmd.Flags().BoolVar(&o.schema, "schema", false, "compare the schemas instead of the data")
-	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 2, "tables compared at once")
+	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", 2, "sessions per side: tables counted, or key ranges hashed, at once")
+	cmd.Flags().StringSliceVar(&o.tables, "tables", nil, "compare only these tables of the selection (patterns as in include, comma-separated)")
+	cmd.Flags().Int64Var(&o.throttle, "throttle", 0, "read at most this many source rows per second (0: no limit)")
+	cmd.Flags().StringVar(&o.repair, "repair", "", "write to `FILE` the SQL that makes the target's differing rows equal to the source's (with --checksum)")
+	cmd.Flags().BoolVar(&o.apply, "apply", false, "with --repair, run that SQL on the target in one transaction")
+	cmd.Flags().IntVar(&o.retries, "retries", 5, "while replication runs, how often a differing range is read again before it is called not settled")
 	return cmd
 }
 
@@ -72,9 +117,37 @@ func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 	if o.schema {
 		return runCompareSchema(ctx, s, o)
 	}
-	r, err := compare.Run(ctx, s.m, s.src, s.dst, compare.Options{Checksum: o.checksum, Jobs: o.jobs})
+	co := compare.Options{Checksum: o.checksum, Jobs: o.jobs, Throttle: o.throttle, Retries: o.retries}
+	for _, t := range o.tables {
+		p, err := config.ParsePattern(t)
+		if err != nil {
+			return withCode(ExitUsage, fmt.Errorf("--tables %q: %w", t, err))
+		}
+		co.Tables = append(co.Tables, p)
+	}
+	if o.repair != "" && !o.checksum || o.apply && o.repair == "" {
+		return withCode(ExitUsage, fmt.Errorf("--repair FILE needs --checksum, and --apply needs --repair FILE"))
+	}
+	if o.throttle < 0 || o.retries < 1 {
+		return withCode(ExitUsage, fmt.Errorf("--throttle must be 0 or more and --retries 1 or more"))
+	}
+	r, err := compare.Run(ctx, s.m, s.src, s.dst, co)
 	if err != nil {
 		return err
+	}
+	if o.repair != "" {
+		sql, n := r.Repair()
+		// 0600: the file holds the source's row values.
+		if err := os.WriteFile(o.repair, []byte(sql), 0o600); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		r.Repaired = &compare.Repaired{File: o.repair, Statements: n}
+		if o.apply && n > 0 {
+			if err := compare.ApplyRepair(ctx, s.dst, sql); err != nil {
+				return err
+			}
+			r.Repaired.Applied = true
+		}
 	}
 	if o.json {
 		if err := r.WriteJSON(s.g.stdout); err != nil {

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
-
-	"github.com/jackc/pgx/v5"
+	"time"
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
@@ -18,19 +18,62 @@ import (
 
 // Options tune a comparison.
 type Options struct {
-	Checksum bool // hash every row's full content, not only count
-	Jobs     int  // tables compared at once
+	Checksum bool // hash every row's full content by key range, not only count
+	Jobs     int  // tables (counts) or ranges (checksums) compared at once
+	// Tables narrows the migration's selection further (--tables).
+	Tables []config.Pattern
+	// Throttle caps the source rows read per second (0: no cap).
+	Throttle int64
+	// Limit is how many differing rows of a table are detailed (default 1000).
+	Limit int
+	// Retries bounds how often a differing range is read again while
+	// replication runs (default 5); SettleTimeout how long each waits for
+	// the target to apply the source's fence (default 60 s).
+	Retries       int
+	SettleTimeout time.Duration
+	ProgressEvery time.Duration // progress lines on stderr (default 5 s)
+}
+
+func (o Options) limit() int {
+	if o.Limit <= 0 {
+		return 1000
+	}
+	return o.Limit
+}
+
+func (o Options) retries() int {
+	if o.Retries <= 0 {
+		return 5
+	}
+	return o.Retries
+}
+
+func (o Options) settleTimeout() time.Duration {
+	if o.SettleTimeout <= 0 {
+		return time.Minute
+	}
+	return o.SettleTimeout
 }
 
 // Table is one table compared.
 type Table struct {
-	Name    string `json:"table"`
-	Source  int64  `json:"source_rows"`
-	Target  int64  `json:"target_rows"`
-	SrcHash string `json:"source_checksum,omitempty"`
-	DstHash string `json:"target_checksum,omitempty"`
-	Status  string `json:"status"` // equal, differ, missing
-	Note    string `json:"note,omitempty"`
+	Name   string `json:"table"`
+	Source int64  `json:"source_rows"`
+	Target int64  `json:"target_rows"`
+	Status string `json:"status"` // equal, differ, missing, not settled
+	Note   string `json:"note,omitempty"`
+	// Key is the columns the table was split and located by (--checksum);
+	// empty when it has no primary key or unique NOT NULL index.
+	Key    []string `json:"key,omitempty"`
+	Ranges int      `json:"ranges,omitempty"`
+	// Differing counts its rows found differing; NotSettled its rows (its
+	// ranges, for a table without a key) that kept changing on the source
+	// while they were compared.
+	Differing  int `json:"differing_rows,omitempty"`
+	NotSettled int `json:"not_settled,omitempty"`
+
+	located   []Row
+	unsettled []Row
 }
 
 // Report is a whole comparison.
@@ -39,6 +82,19 @@ type Report struct {
 	Sequences []sequence.Compare `json:"sequences"`
 	Equal     bool               `json:"equal"`
 	Checksum  bool               `json:"checksum"`
+	// Rows are the differing rows, by table and key (--checksum).
+	Rows []Row `json:"rows"`
+	// NotSettled are the rows that differed on every read while their
+	// source rows kept changing: neither equal nor known to differ.
+	NotSettled []Row `json:"not_settled,omitempty"`
+	// Seconds is the time taken; RowsCompared the source rows counted or
+	// hashed.
+	Seconds      float64 `json:"seconds"`
+	RowsCompared int64   `json:"rows_compared"`
+	// Repaired says what --repair wrote and whether --apply ran it.
+	Repaired *Repaired `json:"repair,omitempty"`
+
+	jobs []*job
 }
 
 // sessionSettings pin every output format a checksum depends on, so two
@@ -60,12 +116,19 @@ func Connect(ctx context.Context, ep config.Endpoint) (*cluster.Conn, error) {
 	return cluster.ConnectConfig(ctx, ep, cfg)
 }
 
+// work is a table found on both sides, at index i of Report.Tables.
+type work struct {
+	i    int
+	s, d *catalog.Table
+}
+
 // Run compares every table of the migration's selection (row counts, and
 // checksums when asked) and every sequence. The selection is the source's
 // tables that include/exclude select, taken from its catalogue now, not the
 // publication's list: a table the publication lacks is compared too.
 func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Options) (*Report, error) {
-	r := &Report{Checksum: o.Checksum, Equal: true}
+	start := time.Now()
+	r := &Report{Checksum: o.Checksum, Equal: true, Rows: []Row{}}
 	ssnap, err := catalog.Tables(ctx, src)
 	if err != nil {
 		return nil, err
@@ -75,12 +138,17 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 		return nil, err
 	}
 	published := ssnap.Published(src.VersionNum, m.Include, m.Exclude)
+	if len(o.Tables) > 0 {
+		var some []*catalog.Table
+		for _, t := range published {
+			if config.Selected(o.Tables, nil, t.Schema, t.Name) {
+				some = append(some, t)
+			}
+		}
+		published = some
+	}
 	jobs := max(o.Jobs, 1)
 
-	type work struct {
-		i    int
-		s, d *catalog.Table
-	}
 	r.Tables = make([]Table, len(published))
 	var todo []work
 	for i, t := range published {
@@ -89,16 +157,22 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 		if d == nil {
 			// The source's rows are counted all the same: they are what
 			// the target lacks.
-			v, err := measure(ctx, src, t, "")
+			n, err := measure(ctx, src, t)
 			if err != nil {
 				return nil, err
 			}
-			fmt.Sscan(v[0], &r.Tables[i].Source)
+			r.Tables[i].Source = n
 			r.Tables[i].Status = "missing"
 			r.Tables[i].Note = "no such table on the target"
 			continue
 		}
 		todo = append(todo, work{i, t, d})
+	}
+	if o.Checksum {
+		if err := checksumAll(ctx, m, src, dst, o, r, start, todo); err != nil {
+			return nil, err
+		}
+		return finish(ctx, src, dst, r, start)
 	}
 	ch := make(chan work)
 	var wg sync.WaitGroup
@@ -120,7 +194,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 		go func(sc, dc *cluster.Conn) {
 			defer wg.Done()
 			for wk := range ch {
-				res, err := compareTable(ctx, sc, dc, wk.s, wk.d, o.Checksum)
+				res, err := compareTable(ctx, sc, dc, wk.s, wk.d)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -145,7 +219,51 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	for _, t := range r.Tables {
+		r.RowsCompared += t.Source
+	}
+	return finish(ctx, src, dst, r, start)
+}
 
+// checksumAll compares the tables' content by key range (see engine).
+func checksumAll(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Options, r *Report, start time.Time, todo []work) error {
+	srcBytes, err := byteOrderedDefault(ctx, src)
+	if err != nil {
+		return err
+	}
+	dstBytes, err := byteOrderedDefault(ctx, dst)
+	if err != nil {
+		return err
+	}
+	e := &engine{m: m, o: o, r: r, start: start}
+	t0 := time.Now()
+	var jobs []*job
+	for _, w := range todo {
+		j, err := e.prepare(ctx, src, dst, w.i, w.s, w.d, srcBytes, dstBytes)
+		if err != nil {
+			return err
+		}
+		if j != nil {
+			jobs = append(jobs, j)
+		}
+	}
+	slog.Debug(fmt.Sprintf("compare: %d table(s) prepared (columns, keys, ranges) in %s", len(jobs), time.Since(t0).Round(time.Millisecond)))
+	if err := e.runChecksum(ctx, src, dst, jobs); err != nil {
+		return err
+	}
+	r.jobs = jobs
+	for _, j := range jobs {
+		r.Rows = append(r.Rows, r.Tables[j.i].located...)
+		r.NotSettled = append(r.NotSettled, r.Tables[j.i].unsettled...)
+	}
+	sortRows(r.Rows)
+	sortRows(r.NotSettled)
+	r.RowsCompared = e.rows.Load()
+	return nil
+}
+
+// finish compares the sequences and decides.
+func finish(ctx context.Context, src, dst *cluster.Conn, r *Report, start time.Time) (*Report, error) {
 	srcSeqs, err := sequence.Read(ctx, src)
 	if err != nil {
 		return nil, err
@@ -165,55 +283,19 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 			r.Equal = false
 		}
 	}
+	r.Seconds = time.Since(start).Seconds()
 	return r, nil
 }
 
-// columns lists a table's columns in order, to hash the same columns in the
-// same order on both sides whatever their physical layout.
-func columns(ctx context.Context, c *cluster.Conn, oid uint32) ([]string, error) {
-	rows, err := c.Query(ctx, `SELECT attname FROM pg_catalog.pg_attribute
-		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
-	if err != nil {
-		return nil, c.Wrap("list columns", err)
-	}
-	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return cols, c.Wrap("list columns", err)
-}
-
-func compareTable(ctx context.Context, src, dst *cluster.Conn, s, d *catalog.Table, checksum bool) (Table, error) {
+// compareTable counts a table's rows on both sides at once.
+func compareTable(ctx context.Context, src, dst *cluster.Conn, s, d *catalog.Table) (Table, error) {
 	res := Table{}
-	var expr string
-	if checksum {
-		scols, err := columns(ctx, src, s.OID)
-		if err != nil {
-			return res, err
-		}
-		dcols, err := columns(ctx, dst, d.OID)
-		if err != nil {
-			return res, err
-		}
-		have := map[string]bool{}
-		for _, c := range dcols {
-			have[c] = true
-		}
-		var missing []string
-		for _, c := range scols {
-			if !have[c] {
-				missing = append(missing, catalog.QuoteName(c))
-			}
-		}
-		if len(missing) > 0 {
-			res.Status, res.Note = "differ", "columns missing on the target: "+strings.Join(missing, ", ")
-			return res, nil
-		}
-		expr = rowExpr(scols)
-	}
-	var sv, dv [2]string
+	var sv, dv int64
 	var serr, derr error
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); sv, serr = measure(ctx, src, s, expr) }()
-	go func() { defer wg.Done(); dv, derr = measure(ctx, dst, d, expr) }()
+	go func() { defer wg.Done(); sv, serr = measure(ctx, src, s) }()
+	go func() { defer wg.Done(); dv, derr = measure(ctx, dst, d) }()
 	wg.Wait()
 	if serr != nil {
 		return res, serr
@@ -221,47 +303,25 @@ func compareTable(ctx context.Context, src, dst *cluster.Conn, s, d *catalog.Tab
 	if derr != nil {
 		return res, derr
 	}
-	fmt.Sscan(sv[0], &res.Source)
-	fmt.Sscan(dv[0], &res.Target)
-	res.SrcHash, res.DstHash = sv[1], dv[1]
+	res.Source, res.Target = sv, dv
 	res.Status = "equal"
-	if res.Source != res.Target || res.SrcHash != res.DstHash {
+	if res.Source != res.Target {
 		res.Status = "differ"
 	}
 	return res, nil
 }
 
-// rowExpr renders one row's columns as text in a fixed order.
-func rowExpr(cols []string) string {
-	q := make([]string, len(cols))
-	for i, c := range cols {
-		q[i] = pgx.Identifier{c}.Sanitize()
+// measure counts a table's rows.
+func measure(ctx context.Context, c *cluster.Conn, t *catalog.Table) (int64, error) {
+	var n int64
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+from(t)).Scan(&n); err != nil {
+		return 0, c.Wrap("compare "+t.String(), err)
 	}
-	return "ROW(" + strings.Join(q, ", ") + ")::text"
+	return n, nil
 }
 
-// measure counts a table's rows and, with expr, hashes them: two sums of
-// 64-bit slices of each row's md5, which do not depend on row order and
-// cannot overflow (sum of bigint is numeric).
-func measure(ctx context.Context, c *cluster.Conn, t *catalog.Table, expr string) ([2]string, error) {
-	from := "ONLY " + t.Ident()
-	if t.Kind == 'p' {
-		from = t.Ident() // a partitioned table's rows live in its partitions
-	}
-	var q string
-	if expr == "" {
-		q = "SELECT count(*)::text, '' FROM " + from
-	} else {
-		q = `SELECT count(*)::text, count(*) || ':' || COALESCE(sum(('x' || substr(h, 1, 16))::bit(64)::int8), 0) || ':' ||
-			COALESCE(sum(('x' || substr(h, 17, 16))::bit(64)::int8), 0)
-			FROM (SELECT pg_catalog.md5(` + expr + `) AS h FROM ` + from + ` AS t) AS s`
-	}
-	var out [2]string
-	if err := c.QueryRow(ctx, q).Scan(&out[0], &out[1]); err != nil {
-		return out, c.Wrap("compare "+t.String(), err)
-	}
-	return out, nil
-}
+// TextRows is how many differing rows the text report lists.
+const TextRows = 20
 
 // WriteText prints the report.
 func (r *Report) WriteText(w io.Writer) {
@@ -271,17 +331,43 @@ func (r *Report) WriteText(w io.Writer) {
 			tag = "FAIL"
 		}
 		line := fmt.Sprintf("[%s] table    %s  source=%d target=%d", tag, catalog.Printable(t.Name), t.Source, t.Target)
-		if r.Checksum && t.Status != "missing" {
-			if t.SrcHash == t.DstHash {
+		if r.Checksum && t.Status != "missing" && !strings.HasPrefix(t.Note, "columns missing") {
+			switch t.Status {
+			case "equal":
 				line += "  checksum equal"
-			} else {
+			case "not settled":
+				line += "  not settled: " + t.settledText()
+			default:
 				line += "  checksum differs"
+				if t.Differing > 0 {
+					line += fmt.Sprintf(": %d row(s)", t.Differing)
+				}
+				if t.NotSettled > 0 {
+					line += "; not settled: " + t.settledText()
+				}
 			}
 		}
 		if t.Note != "" {
 			line += "  (" + catalog.Printable(t.Note) + ")"
 		}
 		fmt.Fprintln(w, line)
+	}
+	for i, row := range r.Rows {
+		if i == TextRows {
+			fmt.Fprintf(w, "  ... and %d more differing row(s) (--json lists them, up to 1,000 a table)\n", r.differing()-TextRows)
+			break
+		}
+		fmt.Fprintln(w, "  "+row.Text())
+	}
+	if n := r.differing(); n > len(r.Rows) && len(r.Rows) <= TextRows {
+		fmt.Fprintf(w, "  ... and %d more differing row(s) not listed\n", n-len(r.Rows))
+	}
+	for i, row := range r.NotSettled {
+		if i == TextRows {
+			fmt.Fprintf(w, "  ... and %d more not settled\n", len(r.NotSettled)-TextRows)
+			break
+		}
+		fmt.Fprintf(w, "  not settled:           %s %s\n", catalog.Printable(row.Table), catalog.Printable(row.Key.String()))
 	}
 	for _, s := range r.Sequences {
 		tag := "PASS"
@@ -311,6 +397,67 @@ func (r *Report) WriteText(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "not equal: %d of %d table(s) differ, %d of %d sequence(s) behind or missing on the target\n", diff, len(r.Tables), behind, len(r.Sequences))
 	}
+	fmt.Fprintln(w, r.Summary())
+	if p := r.Repaired; p != nil {
+		if p.Applied {
+			fmt.Fprintf(w, "repair: %d statement(s) written to %s and applied to the target; rerun compare to confirm\n", p.Statements, catalog.Printable(p.File))
+		} else {
+			fmt.Fprintf(w, "repair: %d statement(s) written to %s; review it, then run it on the target or rerun with --apply\n", p.Statements, catalog.Printable(p.File))
+		}
+	}
+}
+
+// settledText says what kept changing while compared.
+func (t Table) settledText() string {
+	if t.Key == nil {
+		return "its rows kept changing while compared (no key to tell which)"
+	}
+	return fmt.Sprintf("%d row(s) kept changing while compared", t.NotSettled)
+}
+
+// Repaired is what --repair did.
+type Repaired struct {
+	File       string `json:"file"`
+	Statements int    `json:"statements"`
+	Applied    bool   `json:"applied"`
+}
+
+// Summary is the closing line: rows compared, time, rate.
+func (r *Report) Summary() string {
+	what := "counted"
+	if r.Checksum {
+		what = "compared"
+	}
+	rate := 0.0
+	if r.Seconds > 0 {
+		rate = float64(r.RowsCompared) / r.Seconds
+	}
+	return fmt.Sprintf("%s %d source row(s) in %.1fs (%.0f rows/s)", what, r.RowsCompared, r.Seconds, rate)
+}
+
+// differing counts the differing rows found in all tables.
+func (r *Report) differing() int {
+	n := 0
+	for _, t := range r.Tables {
+		n += t.Differing
+	}
+	return max(n, len(r.Rows))
+}
+
+// Text is one differing row as the text report prints it.
+func (row Row) Text() string {
+	k := catalog.Printable(row.Key.String())
+	switch row.Kind {
+	case Missing:
+		return fmt.Sprintf("missing on the target: %s %s", catalog.Printable(row.Table), k)
+	case Extra:
+		return fmt.Sprintf("extra on the target:   %s %s", catalog.Printable(row.Table), k)
+	}
+	cols := make([]string, len(row.Columns))
+	for i, c := range row.Columns {
+		cols[i] = catalog.QuoteName(c)
+	}
+	return fmt.Sprintf("changed:               %s %s (%s)", catalog.Printable(row.Table), k, catalog.Printable(strings.Join(cols, ", ")))
 }
 
 // WriteJSON prints the report as JSON.
