@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,24 @@ func TestSwitchoverCarries(t *testing.T) {
 		t.Fatalf("the refused switchover left %d slot(s) on the target", n)
 	}
 	pgtest.Exec(t, p.dst, "test", "ALTER TABLE items DROP COLUMN extra")
+
+	// A transaction holding a table on the target: the way back's
+	// publication cannot be made; the preflight says so within its bound
+	// instead of hanging, before any fence.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lock := pgtest.Connect(t, p.dst, "test")
+	if _, err := lock.Exec(ctx, "BEGIN; LOCK TABLE items IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	r = p.run("switchover")
+	if r.code == 0 || !strings.Contains(r.stderr, "waited 10s for a lock") || time.Since(began) > 40*time.Second {
+		t.Fatalf("a switchover whose preflight waits on a lock (%s): %s", time.Since(began).Round(time.Second), r)
+	}
+	if _, err := lock.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
 
 	pgtest.Exec(t, p.src, "meta", `INSERT INTO items (v) SELECT 'j' || g FROM generate_series(1, 20) g;
 		UPDATE cache SET v = 'changed' WHERE k <= 10; DELETE FROM cache WHERE k > 40;
