@@ -20,6 +20,7 @@ type progressOptions struct {
 	maxLag   string
 	timeout  time.Duration
 	interval time.Duration
+	retained maxRetainedFlag
 }
 
 func newProgressCmd(g *globals) *cobra.Command {
@@ -45,6 +46,8 @@ table replicates and the lag is at most --max-lag (default 0): after writes
 on the source stopped, that is the moment to run copy-seq. Without a
 subscription it fails at once; with a side down it retries until --timeout.
 
+` + maxRetainedHelp + `
+
 Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -62,6 +65,7 @@ Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until every table replicates and the lag is at most --max-lag")
 	cmd.Flags().StringVar(&o.maxLag, "max-lag", "0", "lag --wait waits for, e.g. 0 or 16MB")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "give up --wait after this long (0: wait until interrupted)")
+	o.retained.register(cmd)
 	return cmd
 }
 
@@ -74,14 +78,18 @@ func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 	if _, err := s.openJournal(); err != nil {
 		return err
 	}
+	maxRetained, err := o.retained.bytes()
+	if err != nil {
+		return err
+	}
 	if o.wait {
 		maxLag, err := parseSizeFlag("--max-lag", o.maxLag)
 		if err != nil {
 			return err
 		}
-		return waitProgress(ctx, s, maxLag, o.timeout, srcErr, dstErr)
+		return waitProgress(ctx, s, maxLag, maxRetained, o.timeout, srcErr, dstErr)
 	}
-	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, SrcErr: srcErr, DstErr: dstErr}
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, SrcErr: srcErr, DstErr: dstErr, MaxRetained: maxRetained}
 	if !o.watch {
 		r, err := sm.Sample(ctx)
 		if err != nil {
@@ -144,7 +152,7 @@ func reportExit(r *progress.Report) error {
 // waitProgress is progress --wait: it returns once the migration caught up.
 // Without a subscription (and no copy running) it fails at once; while a side
 // cannot be reached it says so on stderr and retries until the timeout.
-func waitProgress(ctx context.Context, s *session, maxLag int64, timeout time.Duration, srcErr, dstErr error) error {
+func waitProgress(ctx context.Context, s *session, maxLag, maxRetained int64, timeout time.Duration, srcErr, dstErr error) error {
 	start := time.Now()
 	var deadline <-chan time.Time
 	if timeout > 0 {
@@ -158,7 +166,7 @@ func waitProgress(ctx context.Context, s *session, maxLag int64, timeout time.Du
 					remaining = time.Millisecond
 				}
 			}
-			r, err := waitCaughtUp(ctx, s, maxLag, remaining)
+			r, err := waitCaughtUp(ctx, s, maxLag, maxRetained, remaining)
 			if err == nil {
 				fmt.Fprintln(s.g.stdout, r.Summary())
 				return nil
