@@ -141,7 +141,11 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 			st.Problems = append([]string{"an interrupted " + sw.Step + " may hold the fence (" + sw.Data["fence"] + "): the application cannot write; rerun pgmove " + sw.Step + " (it lifts the fence, then you can switch again)"}, st.Problems...)
 		}
 		st.Next = "rerun pgmove " + sw.Step
-	case sw != nil && sw.Step == "switchover" && sw.Status == state.Done && !doneAfter("cleanup", sw.Time):
+	case done("abort") && !sub && !pub && (sw == nil || doneAfter("abort", sw.Time)):
+		st.Phase = "aborted"
+		st.Next = "nothing: the migration was aborted; the target's tables are left as they were unless abort --drop-target-data emptied them; pgmove migrate starts a new one"
+		st.Problems = withoutNoSubscription(st.Problems, rep)
+	case sw != nil && sw.Step == "switchover" && sw.Status == state.Done && !doneAfter("cleanup", sw.Time) && !doneAfter("abort", sw.Time):
 		st.Phase = "switched over: the application writes to the target, replication runs back to the source"
 		// The forward subscription is stopped on purpose: its signals
 		// are not problems now; the way back's are.
@@ -184,7 +188,7 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	default:
 		st.Phase, st.Next = "replicating, catching up", "wait: pgmove progress --watch"
 	}
-	if len(st.Problems) > 0 && st.Phase != "finished" {
+	if len(st.Problems) > 0 && st.Phase != "finished" && st.Phase != "aborted" {
 		st.Next = "fix first: " + st.Problems[0] + "; then " + st.Next
 	}
 	if o.json {
@@ -322,7 +326,7 @@ func wayBack(ctx context.Context, s *session) (string, []string, error) {
 // statusExit is exit 3 while the migration has a problem (a side
 // unreachable among them), as progress.
 func statusExit(st Status) error {
-	if len(st.Problems) == 0 || st.Phase == "finished" {
+	if len(st.Problems) == 0 || st.Phase == "finished" || st.Phase == "aborted" {
 		return nil
 	}
 	return withCode(ExitProblems, fmt.Errorf("%s", st.Problems[0]))
