@@ -174,3 +174,48 @@ func TestAbortSourceDown(t *testing.T) {
 		t.Errorf("target rows: %d, want 10", n)
 	}
 }
+
+// TestAbortTargetDown: with the target stopped, abort drops the source's
+// publication and slot, prints the target's subscription with the
+// statements that drop it, and exits 1; once the target is back, abort
+// drops the subscription (its slot already gone: detached first) and
+// exits 0. A 14 target: its DROP SUBSCRIPTION fails on a missing slot.
+func TestAbortTargetDown(t *testing.T) {
+	p := &pair{t: t}
+	p.src = pgtest.Start(t, 15)
+	p.dst = pgtest.Start(t, 14, func(o *pgserver.Options) { o.Keep = true })
+	t.Cleanup(func() { p.dst.Remove() })
+	pgtest.CreateDB(t, p.src, "meta")
+	pgtest.CreateDB(t, p.dst, "test")
+	pgtest.Exec(t, p.src, "meta", "CREATE ROLE replicator LOGIN REPLICATION PASSWORD '"+pgtest.Password()+"'; CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10); GRANT SELECT ON t TO replicator")
+	t.Setenv("PGPASSFILE", pgtest.PassFile(t))
+	p.dir = t.TempDir()
+	p.config = p.dir + "/migration.yml"
+	p.writeConfig()
+	p.must("migrate")
+	if err := p.dst.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r := p.run("abort")
+	if r.code != ExitError || !strings.Contains(r.stdout, `source: replication slot "sub_pg_meta_meta" dropped`) ||
+		!strings.Contains(r.stdout, `left on the target: subscription sub_pg_meta_meta (if it exists); run there: ALTER SUBSCRIPTION "sub_pg_meta_meta" DISABLE; ALTER SUBSCRIPTION "sub_pg_meta_meta" SET (slot_name = NONE); DROP SUBSCRIPTION IF EXISTS "sub_pg_meta_meta";`) ||
+		!strings.Contains(r.stderr, "target: unreachable, so ") {
+		t.Fatalf("abort with the target down: %s", r)
+	}
+	if n := pgtest.QueryValue[int64](t, p.src, "meta", "SELECT (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_publication)"); n != 0 {
+		t.Errorf("%d slot(s) and publication(s) left on the source", n)
+	}
+	if err := p.dst.Restart(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	r = p.must("abort")
+	if !strings.Contains(r.stdout, `target: subscription "sub_pg_meta_meta" dropped`) {
+		t.Errorf("abort with the target back: %s", r)
+	}
+	if left := p.objectsLeft(); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if n := pgtest.QueryValue[int64](t, p.dst, "test", "SELECT count(*) FROM t"); n != 10 {
+		t.Errorf("target rows: %d, want 10", n)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -146,6 +148,9 @@ func runAbort(ctx context.Context, s *session, o *abortOptions) error {
 		}
 		if o.dryRun {
 			msg = "abort --dry-run: nothing changed"
+		} else {
+			// The copy's progress file would describe a migration that is over.
+			os.Remove(filepath.Join(s.m.ContextDir, "copy.json"))
 		}
 		fmt.Fprintln(s.g.stdout, msg)
 		return msg, nil, nil
