@@ -149,7 +149,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcEr
 		r.Target.Reachable, r.Target.Version = true, dst.Version
 	}
 	for _, step := range []func(context.Context) error{
-		c.readPhase, c.versions, c.sourceSettings, c.targetSettings, c.sourceTables, c.privileges, c.replicationConnection,
+		c.readPhase, c.versions, c.sourceSettings, c.walHeadroom, c.targetSettings, c.sourceTables, c.privileges, c.replicationConnection,
 		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift, c.coverage, c.apply,
 		c.missingRoles,
 	} {

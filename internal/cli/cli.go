@@ -138,6 +138,7 @@ A migration, step by step (or all of it with migrate):
   compare        row counts, checksums and sequences on both sides (--schema: DDL)
   (switch traffic to the target)
   remove-sub / cleanup
+  abort          undo a migration that will not be finished
 
 plan writes all of it as the seed's directory of reviewable scripts, with a
 runbook filled in for this migration; status says where a migration stands.
@@ -186,7 +187,7 @@ runbook filled in for this migration; status says where a migration stands.
 		newCheckCmd(g), newCheckReplicaIdentityCmd(g), newCheckReplicaIdentitySolutionCmd(g), newCheckSpecialObjectCmd(g),
 		newCopySchemaCmd(g), newCreatePubCmd(g), newCreateSubCmd(g), newProgressCmd(g), newCompareCmd(g),
 		newCopySeqCmd(g), newNextSeqCmd(g), newRemoveSubCmd(g), newCleanupCmd(g), newMigrateCmd(g), newStatusCmd(g),
-		newSwitchoverCmd(g), newRollbackCmd(g), newSandboxCmd(g), newVersionCmd(g), newPlanCmd(g),
+		newSwitchoverCmd(g), newRollbackCmd(g), newAbortCmd(g), newSandboxCmd(g), newVersionCmd(g), newPlanCmd(g),
 	)
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })

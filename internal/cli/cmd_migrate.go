@@ -22,6 +22,7 @@ type migrateOptions struct {
 	copy       copyFlags
 	maxLag     string
 	timeout    time.Duration
+	retained   maxRetainedFlag
 	withOwners bool
 	withGrants bool
 	roles      rolesFlags
@@ -52,7 +53,10 @@ A second pgmove on the same migration is refused.
 
 --dry-run connects and reads both catalogues, runs check, then prints every
 statement of every step in order (or, for the copy, what it would do) and
-changes nothing. --json prints what was done as one JSON object.`,
+changes nothing. --json prints what was done as one JSON object.
+
+` + maxRetainedHelp + ` migrate's wait for the catch-up stops at once
+(exit 3) on a lost slot.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := newSession(g, "migrate")
@@ -72,6 +76,7 @@ changes nothing. --json prints what was done as one JSON object.`,
 	f.BoolVar(&o.json, "json", false, "print what was done (or, with --dry-run, would be) as one JSON object")
 	o.copy.register(cmd)
 	o.roles.register(cmd)
+	o.retained.register(cmd)
 	return cmd
 }
 
@@ -83,6 +88,10 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 			return err
 		}
 		maxLag = v
+	}
+	maxRetained, err := o.retained.bytes()
+	if err != nil {
+		return err
 	}
 	out := s.g.stdout
 	copyOpts, err := o.copy.resolve(s)
@@ -235,7 +244,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		return err
 	}
 	return s.step("catch-up", func() (string, map[string]string, error) {
-		r, err := waitCaughtUp(ctx, s, maxLag, o.timeout)
+		r, err := waitCaughtUp(ctx, s, maxLag, maxRetained, o.timeout)
 		if err != nil {
 			return "", nil, err
 		}
@@ -296,8 +305,8 @@ func migrateDryRest(ctx context.Context, s *session, o *migrateOptions, snapshot
 
 // waitCaughtUp follows the progress until every table replicates and the lag
 // is below maxLag, printing a line every few seconds on stderr.
-func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Duration) (*progress.Report, error) {
-	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, DriftAfter: 10 * time.Second}
+func waitCaughtUp(ctx context.Context, s *session, maxLag, maxRetained int64, timeout time.Duration) (*progress.Report, error) {
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, DriftAfter: 10 * time.Second, MaxRetained: maxRetained}
 	fence, err := progress.Fence(ctx, s.src)
 	if err != nil {
 		return nil, err
@@ -315,11 +324,18 @@ func waitCaughtUp(ctx context.Context, s *session, maxLag int64, timeout time.Du
 		if r.Done(maxLag) && r.Confirmed(fence) {
 			return r, nil
 		}
+		if r.SlotLost {
+			// The source removed WAL the target needs: no wait ends it.
+			return nil, withCode(ExitProblems, fmt.Errorf("%s", r.Problems[0]))
+		}
 		if !r.Subscribed() && (r.Copy == nil || r.Copy.Stale) {
 			// Nothing will ever catch up: fail now rather than wait.
 			return nil, withCode(ExitProblems, fmt.Errorf("%s", r.Summary()))
 		}
-		if time.Since(lastLine) >= 5*time.Second {
+		if time.Since(lastLine) >= 5*time.Second && len(r.Warnings) > 0 {
+			slog.Warn("progress: " + r.Summary())
+			lastLine = time.Now()
+		} else if time.Since(lastLine) >= 5*time.Second {
 			slog.Info("progress: " + r.Summary())
 			lastLine = time.Now()
 		}

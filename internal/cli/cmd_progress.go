@@ -21,6 +21,7 @@ type progressOptions struct {
 	timeout  time.Duration
 	interval time.Duration
 	serve    string
+	retained maxRetainedFlag
 }
 
 func newProgressCmd(g *globals) *cobra.Command {
@@ -51,6 +52,8 @@ SIGTERM), sampling every --interval whether or not a migrate runs:
 Prometheus metrics at /metrics, a live page at /, the --json report at
 /api/progress. A port alone (":9187") listens on loopback only.
 
+` + maxRetainedHelp + `
+
 Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,6 +75,7 @@ Exit status 0, or 3 while a problem is reported or a side is unreachable.`,
 	cmd.Flags().StringVar(&o.maxLag, "max-lag", "0", "lag --wait waits for, e.g. 0 or 16MB")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "give up --wait after this long (0: wait until interrupted)")
 	cmd.Flags().StringVar(&o.serve, "serve", "", "serve /metrics, a live page at / and /api/progress on `ADDR` (\":9187\" is 127.0.0.1:9187)")
+	o.retained.register(cmd)
 	return cmd
 }
 
@@ -87,14 +91,18 @@ func runProgress(ctx context.Context, s *session, o *progressOptions) error {
 	if _, err := s.openJournal(); err != nil {
 		return err
 	}
+	maxRetained, err := o.retained.bytes()
+	if err != nil {
+		return err
+	}
 	if o.wait {
 		maxLag, err := parseSizeFlag("--max-lag", o.maxLag)
 		if err != nil {
 			return err
 		}
-		return waitProgress(ctx, s, maxLag, o.timeout, srcErr, dstErr)
+		return waitProgress(ctx, s, maxLag, maxRetained, o.timeout, srcErr, dstErr)
 	}
-	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, SrcErr: srcErr, DstErr: dstErr}
+	sm := &progress.Sampler{M: s.m, Src: s.src, Dst: s.dst, SrcErr: srcErr, DstErr: dstErr, MaxRetained: maxRetained}
 	if !o.watch {
 		r, err := sm.Sample(ctx)
 		if err != nil {
@@ -157,7 +165,7 @@ func reportExit(r *progress.Report) error {
 // waitProgress is progress --wait: it returns once the migration caught up.
 // Without a subscription (and no copy running) it fails at once; while a side
 // cannot be reached it says so on stderr and retries until the timeout.
-func waitProgress(ctx context.Context, s *session, maxLag int64, timeout time.Duration, srcErr, dstErr error) error {
+func waitProgress(ctx context.Context, s *session, maxLag, maxRetained int64, timeout time.Duration, srcErr, dstErr error) error {
 	start := time.Now()
 	var deadline <-chan time.Time
 	if timeout > 0 {
@@ -171,7 +179,7 @@ func waitProgress(ctx context.Context, s *session, maxLag int64, timeout time.Du
 					remaining = time.Millisecond
 				}
 			}
-			r, err := waitCaughtUp(ctx, s, maxLag, remaining)
+			r, err := waitCaughtUp(ctx, s, maxLag, maxRetained, remaining)
 			if err == nil {
 				fmt.Fprintln(s.g.stdout, r.Summary())
 				return nil

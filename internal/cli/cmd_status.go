@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/check"
+	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/progress"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/state"
@@ -31,8 +32,14 @@ type Status struct {
 	Progress     string           `json:"progress,omitempty"`
 	Report       *progress.Report `json:"report,omitempty"`
 	Problems     []string         `json:"problems,omitempty"`
-	LastSteps    []state.Event    `json:"last_steps,omitempty"`
-	Next         string           `json:"next"`
+	Warnings     []string         `json:"warnings,omitempty"`
+	// Slots are pgmove's replication slots on each reachable side: this
+	// migration's, the way back's, and those of pgmove's naming that other
+	// or older migrations left (a forgotten one keeps WAL for ever).
+	Slots []progress.Slot `json:"slots"`
+
+	LastSteps []state.Event `json:"last_steps,omitempty"`
+	Next      string        `json:"next"`
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -107,6 +114,15 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	}
 	st.Report, st.Subscription = rep, rep.Exists
 	st.Problems = append(st.Problems, rep.Problems...)
+	st.Warnings = append(st.Warnings, rep.Warnings...)
+	if st.Slots, err = statusSlots(ctx, s, events); err != nil {
+		return err
+	}
+	for _, sl := range st.Slots {
+		if p := sl.Problem(); p != "" && sl.Role != "migration" {
+			st.Warnings = append(st.Warnings, p)
+		}
+	}
 	if rep.Subscribed() || !rep.Target.Reachable {
 		st.Progress = rep.Summary()
 	}
@@ -125,7 +141,11 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 			st.Problems = append([]string{"an interrupted " + sw.Step + " may hold the fence (" + sw.Data["fence"] + "): the application cannot write; rerun pgmove " + sw.Step + " (it lifts the fence, then you can switch again)"}, st.Problems...)
 		}
 		st.Next = "rerun pgmove " + sw.Step
-	case sw != nil && sw.Step == "switchover" && sw.Status == state.Done && !doneAfter("cleanup", sw.Time):
+	case done("abort") && !sub && !pub && (sw == nil || doneAfter("abort", sw.Time)):
+		st.Phase = "aborted"
+		st.Next = "nothing: the migration was aborted; the target's tables are left as they were unless abort --drop-target-data emptied them; pgmove migrate starts a new one"
+		st.Problems = withoutNoSubscription(st.Problems, rep)
+	case sw != nil && sw.Step == "switchover" && sw.Status == state.Done && !doneAfter("cleanup", sw.Time) && !doneAfter("abort", sw.Time):
 		st.Phase = "switched over: the application writes to the target, replication runs back to the source"
 		// The forward subscription is stopped on purpose: its signals
 		// are not problems now; the way back's are.
@@ -158,6 +178,8 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	case !sub:
 		st.Phase, st.Next = "publication made", "pgmove copy-schema (if not done), then pgmove create-sub"
 		st.Problems = withoutNoSubscription(st.Problems, rep)
+	case rep.SlotLost:
+		st.Phase, st.Next = "slot lost: the migration must start again", "a new copy: pgmove cleanup, then pgmove migrate"
 	case rep.Ready == nil || *rep.Ready < rep.Total:
 		st.Phase, st.Next = "initial copy", "wait: pgmove progress --watch"
 	case rep.Done(s.m.MaxLag):
@@ -166,7 +188,7 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	default:
 		st.Phase, st.Next = "replicating, catching up", "wait: pgmove progress --watch"
 	}
-	if len(st.Problems) > 0 && st.Phase != "finished" {
+	if len(st.Problems) > 0 && st.Phase != "finished" && st.Phase != "aborted" {
 		st.Next = "fix first: " + st.Problems[0] + "; then " + st.Next
 	}
 	if o.json {
@@ -183,8 +205,14 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	if st.Progress != "" {
 		fmt.Fprintf(w, "progress   %s\n", st.Progress)
 	}
+	for _, sl := range st.Slots {
+		fmt.Fprintf(w, "slot       %s\n", sl.Text())
+	}
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "PROBLEM    %s\n", p)
+	}
+	for _, p := range st.Warnings {
+		fmt.Fprintf(w, "WARNING    %s\n", p)
 	}
 	if len(st.LastSteps) > 0 {
 		fmt.Fprintln(w, "steps")
@@ -195,6 +223,51 @@ func runStatus(ctx context.Context, s *session, o *statusOptions) error {
 	fmt.Fprintf(w, "next       %s\n", st.Next)
 	return statusExit(st)
 }
+
+// statusSlots lists pgmove's slots on each reachable side, with the age
+// the journal knows of this migration's and the way back's: the slot was
+// made by the first create-sub (switchover) since the migration last
+// ended, so it is at most that old.
+func statusSlots(ctx context.Context, s *session, events []state.Event) ([]progress.Slot, error) {
+	_, _, backSlot := switchover.ReverseNames(s.m)
+	since := map[string]time.Time{}
+	for _, e := range events {
+		switch {
+		case (e.Step == "cleanup" || e.Step == "abort") && e.Status == state.Done:
+			since = map[string]time.Time{}
+		case e.Step == "create-sub" && e.Status == state.Started:
+			if _, ok := since[s.m.SlotName]; !ok {
+				since[s.m.SlotName] = e.Time
+			}
+		case e.Step == "switchover" && e.Status == state.Started:
+			if _, ok := since[backSlot]; !ok {
+				since[backSlot] = e.Time
+			}
+		}
+	}
+	slots := []progress.Slot{}
+	for _, side := range []struct {
+		c    *cluster.Conn
+		mine map[string]string
+	}{{s.src, map[string]string{s.m.SlotName: "migration"}}, {s.dst, map[string]string{backSlot: "way back"}}} {
+		if side.c == nil {
+			continue
+		}
+		list, err := progress.Slots(ctx, side.c, side.mine)
+		if err != nil {
+			return nil, err
+		}
+		for i := range list {
+			if t, ok := since[list[i].Name]; ok && side.mine[list[i].Name] != "" {
+				list[i].Since, list[i].AgeSeconds = &t, ptrTo(time.Since(t).Seconds())
+			}
+		}
+		slots = append(slots, list...)
+	}
+	return slots, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 // lastSwitch is the latest switchover or rollback event, nil when none.
 func lastSwitch(last map[string]state.Event) *state.Event {
@@ -253,7 +326,7 @@ func wayBack(ctx context.Context, s *session) (string, []string, error) {
 // statusExit is exit 3 while the migration has a problem (a side
 // unreachable among them), as progress.
 func statusExit(st Status) error {
-	if len(st.Problems) == 0 || st.Phase == "finished" {
+	if len(st.Problems) == 0 || st.Phase == "finished" || st.Phase == "aborted" {
 		return nil
 	}
 	return withCode(ExitProblems, fmt.Errorf("%s", st.Problems[0]))

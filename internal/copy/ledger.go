@@ -280,3 +280,46 @@ func DropLedger(ctx context.Context, r cluster.Runner, dst *cluster.Conn) (bool,
 	}
 	return true, nil
 }
+
+// LoadedTable is a target table the ledger proves pgmove loaded.
+type LoadedTable struct {
+	OID    uint32
+	Name   catalog.QualifiedName
+	Parted bool // a partitioned table: emptied with its partitions
+}
+
+// LoadedTables lists the target relations the ledger proves this
+// migration's copies between the two databases (srcSys/srcDB, and dst's)
+// loaded and that still exist; none without a ledger.
+func LoadedTables(ctx context.Context, dst *cluster.Conn, migration string, srcSys int64, srcDB uint32) ([]LoadedTable, error) {
+	ok, err := ledgerExists(ctx, dst)
+	if err != nil || !ok {
+		return nil, err
+	}
+	rows, err := dst.Query(ctx, query("ledger_tables"), migration, srcSys, srcDB, dst.SystemID, dst.DBOID)
+	if err != nil {
+		return nil, dst.Wrap("read the copy ledger", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoadedTable, error) {
+		var t LoadedTable
+		var oid int64
+		var kind string
+		err := r.Scan(&oid, &t.Name.Schema, &t.Name.Name, &kind)
+		t.OID, t.Parted = uint32(oid), kind == "p"
+		return t, err
+	})
+	return out, dst.Wrap("read the copy ledger", err)
+}
+
+// EmptyLoadedSQL is the statement that empties tables LoadedTables named.
+func EmptyLoadedSQL(tables []LoadedTable) string {
+	var ids []string
+	for _, t := range tables {
+		id := pgx.Identifier{t.Name.Schema, t.Name.Name}.Sanitize()
+		if !t.Parted {
+			id = "ONLY " + id
+		}
+		ids = append(ids, id)
+	}
+	return "TRUNCATE " + strings.Join(ids, ", ")
+}

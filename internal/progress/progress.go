@@ -69,8 +69,21 @@ type Report struct {
 	ConfirmedLSN string   `json:"confirmed_lsn,omitempty"`
 	LagBytes     *int64   `json:"lag_bytes"`      // source's current WAL position minus what the target confirmed
 	LagSeconds   *float64 `json:"lag_seconds"`    // how long ago the source was where the target confirmed
-	RetainedWAL  *int64   `json:"retained_bytes"` // WAL the slot keeps on the source
+	RetainedWAL  *int64   `json:"retained_bytes"` // WAL the slot keeps on the source; null once lost
 	SlotActive   *bool    `json:"slot_active"`
+	// The source's disk: the slot's wal_status (reserved, extended,
+	// unreserved, lost; 13+), the WAL the source may still write before
+	// the slot is lost (null without a limit, or before 13), the limit
+	// (max_slot_wal_keep_size in bytes, -1 none; null before 13), and the
+	// retained WAL past which a warning is given.
+	WALStatus    *string `json:"wal_status"`
+	SafeWAL      *int64  `json:"safe_wal_bytes"`
+	WALKeepLimit *int64  `json:"max_slot_wal_keep_bytes"`
+	MaxRetained  *int64  `json:"max_retained_bytes"`
+	// SlotLost: wal_status lost or unreserved; the subscription cannot
+	// catch up (a problem, with the way out).
+	SlotLost bool     `json:"slot_lost"`
+	Warnings []string `json:"warnings,omitempty"` // not blocking: the slot's retained WAL past --max-retained
 
 	CopyRate  float64  `json:"copy_bytes_per_second"`
 	WALRate   float64  `json:"wal_bytes_per_second"`   // source WAL generation
@@ -137,16 +150,20 @@ type Sampler struct {
 	// DriftAfter delays the first schema comparison, for callers that
 	// sample often and expect to finish quickly (a wait for the catch-up).
 	DriftAfter time.Duration
-	started    time.Time
-	prev       *Report
-	history    []lsnAt // source WAL positions over time, to time the lag
-	driftAt    time.Time
-	drift      []string
-	stalls     []string // the drift that stops the apply
-	srcSnap    *catalog.Snapshot
-	selection  []*catalog.Table
-	srcSizes   map[[2]string]int64
-	sizesAt    time.Time
+	// MaxRetained is the slot's retained WAL past which a warning is
+	// given; 0 is RetainedThreshold's default.
+	MaxRetained int64
+
+	started   time.Time
+	prev      *Report
+	history   []lsnAt // source WAL positions over time, to time the lag
+	driftAt   time.Time
+	drift     []string
+	stalls    []string // the drift that stops the apply
+	srcSnap   *catalog.Snapshot
+	selection []*catalog.Table
+	srcSizes  map[[2]string]int64
+	sizesAt   time.Time
 }
 
 type lsnAt struct {
@@ -417,9 +434,9 @@ func (s *Sampler) whyDown(ctx context.Context, r *Report) error {
 func (s *Sampler) source(ctx context.Context, r *Report) error {
 	var cur, conf string
 	var active bool
-	var retained int64
+	var retained *int64 // restart_lsn is null once the slot is lost: unknown, not 0
 	err := s.Src.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn()::text, COALESCE(confirmed_flush_lsn::text, ''), active,
-			COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn), 0)::int8
+			pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::int8
 		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, s.M.SlotName).Scan(&cur, &conf, &active, &retained)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if err := s.Src.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&cur); err != nil {
@@ -434,7 +451,10 @@ func (s *Sampler) source(ctx context.Context, r *Report) error {
 	if err != nil {
 		return s.Src.Wrap("read replication slot", err)
 	}
-	r.SourceLSN, r.ConfirmedLSN, r.SlotActive, r.RetainedWAL = cur, conf, ptr(active), ptr(retained)
+	r.SourceLSN, r.ConfirmedLSN, r.SlotActive, r.RetainedWAL = cur, conf, ptr(active), retained
+	if err := s.disk(ctx, r); err != nil {
+		return err
+	}
 	curN, _ := parseLSN(cur)
 	confN, _ := parseLSN(conf)
 	r.sourceLSN, r.confirmedLSN = curN, confN
@@ -630,6 +650,8 @@ func (r *Report) Summary() string {
 		if n := len(r.Problems); n > 1 {
 			s += fmt.Sprintf(" (and %d more)", n-1)
 		}
+	} else if len(r.Warnings) > 0 {
+		s += "; WARNING: " + r.Warnings[0]
 	}
 	return s
 }
@@ -726,8 +748,14 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "\nsource WAL %s, confirmed by the target %s, slot retains %s\n", orUnknown(r.SourceLSN), orUnknown(r.ConfirmedLSN), retained)
 		}
 	}
+	if r.ConfirmedLSN != "" || r.WALStatus != nil {
+		fmt.Fprintln(w, r.DiskText())
+	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "PROBLEM: %s\n", p)
+	}
+	for _, p := range r.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", p)
 	}
 	fmt.Fprintln(w, r.Summary())
 }

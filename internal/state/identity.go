@@ -85,7 +85,8 @@ type Binding struct {
 	// journal without any (written before pgmove bound journals, or empty).
 	Identity Identity
 	Bound    bool
-	// Finished is true once a cleanup of this migration succeeded.
+	// Finished is true once a cleanup (or an abort) of this migration
+	// succeeded.
 	Finished bool
 	// Empty is true when the journal has no event at all.
 	Empty bool
@@ -103,7 +104,7 @@ func (j *Journal) Binding() (Binding, error) {
 		case e.Step == MigrationStep:
 			b.Bound = true
 			b.Identity.merge(e.Data)
-		case e.Step == "cleanup" && e.Status == Done:
+		case (e.Step == "cleanup" || e.Step == "abort") && e.Status == Done:
 			b.Finished = true
 		}
 	}

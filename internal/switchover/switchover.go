@@ -1162,3 +1162,58 @@ func recoverInterrupted(ctx context.Context, m *config.Migration, d direction, o
 	say("%s; rerun pgmove %s to switch", res.Recovered, d.name)
 	return true, nil
 }
+
+// LiftInterrupted lifts the fence a killed switchover or rollback holds
+// (its journal's last stage fencing or fenced), as their rerun does, and
+// says what it did ("" when no fence is held). A switch that was made
+// (stage switched) is not undone: it returns an error saying to rerun that
+// command first. pgmove abort calls it before dropping anything.
+func LiftInterrupted(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Options) (string, error) {
+	if o.Journal == nil {
+		return "", nil
+	}
+	for _, name := range []string{"switchover", "rollback"} {
+		last, err := o.Journal.Last(name)
+		if err != nil {
+			return "", err
+		}
+		if last == nil || last.Status != state.Started {
+			continue
+		}
+		d := forward(m, src, dst)
+		if name == "rollback" {
+			d = backward(m, src, dst)
+		}
+		switch stage := last.Data["stage"]; stage {
+		case "switched":
+			return "", fmt.Errorf("an interrupted %s switched the replication but may not have pointed the traffic: rerun pgmove %s to finish it first", name, name)
+		case "fencing", "fenced":
+			if last.Data["fence"] == FenceDatabase && d.primary == nil {
+				side := "source"
+				if name == "rollback" {
+					side = "target"
+				}
+				return "", fmt.Errorf("%s: unreachable, so the fence of the interrupted %s (roles %s without LOGIN) stays: when it is back, run pgmove abort again, or there: %s",
+					side, name, last.Data["roles"], loginSQL(last.Data["roles"]))
+			}
+			res := &Result{}
+			say := func(string, ...any) {} // the caller says what was done
+			if _, err := recoverInterrupted(ctx, m, d, o, res, say); err != nil {
+				return "", err
+			}
+			return res.Recovered, nil
+		}
+	}
+	return "", nil
+}
+
+// loginSQL gives LOGIN back to a comma-separated list of roles.
+func loginSQL(roles string) string {
+	var out []string
+	for _, r := range strings.Split(roles, ",") {
+		if r != "" {
+			out = append(out, "ALTER ROLE "+pgx.Identifier{r}.Sanitize()+" LOGIN;")
+		}
+	}
+	return strings.Join(out, " ")
+}
