@@ -70,11 +70,16 @@ type rig struct {
 	bin    string
 	writer *appWriter
 	gates  []*gate
+	wrap   []string // runs pgmove through this (ip netns exec ...)
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	p := newPair(t, 15, 17)
+	return newRigFor(t, newPair(t, 15, 17))
+}
+
+func newRigFor(t *testing.T, p *pair) *rig {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "pgmove")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/pgmove/pgmove/cmd/pgmove").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -213,7 +218,8 @@ func (s *syncBuffer) String() string {
 func (r *rig) start(args ...string) *proc {
 	r.t.Helper()
 	pr := &proc{done: make(chan struct{})}
-	pr.cmd = exec.Command(r.bin, append([]string{"-c", r.p.config}, args...)...)
+	argv := append(append(append([]string(nil), r.wrap...), r.bin, "-c", r.p.config), args...)
+	pr.cmd = exec.Command(argv[0], argv[1:]...)
 	pr.cmd.Env = os.Environ()
 	pr.cmd.Stdout, pr.cmd.Stderr = &pr.out, &pr.err
 	pr.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -744,4 +750,92 @@ func TestServerStartingIsNoUsageError(t *testing.T) {
 	if !isCobraUsage(fmt.Errorf("accepts 0 arg(s), received 1")) {
 		t.Error("cobra's argument count error is no longer a usage error")
 	}
+}
+
+// TestNetworkCut cuts the network between pgmove and the source for 30 s
+// during the copy: pgmove runs in a network namespace of the test's, joined
+// to the host by one veth pair per server (10.231.7.0/24 to the source,
+// 10.231.8.0/24 to the target, addresses that exist on this host only), and
+// the source's pair goes down. The servers reach each other on the host, not
+// through the pairs.
+func TestNetworkCut(t *testing.T) {
+	ns := fmt.Sprintf("pgmv%d", os.Getpid()%100000)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("/usr/sbin/ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("/usr/sbin/ip", "netns", "del", ns).Run() })
+	for i, side := range []string{"s", "d"} {
+		host, peer := ns+side+"h", ns+side+"p"
+		ip("link", "add", host, "type", "veth", "peer", "name", peer)
+		t.Cleanup(func() { _ = exec.Command("/usr/sbin/ip", "link", "del", host).Run() })
+		ip("link", "set", peer, "netns", ns)
+		ip("addr", "add", fmt.Sprintf("10.231.%d.1/24", 7+i), "dev", host)
+		ip("link", "set", host, "up")
+		ip("-n", ns, "addr", "add", fmt.Sprintf("10.231.%d.2/24", 7+i), "dev", peer)
+		ip("-n", ns, "link", "set", peer, "up")
+	}
+	ip("-n", ns, "link", "set", "lo", "up")
+	listen := func(addr string) func(*pgserver.Options) {
+		return func(o *pgserver.Options) {
+			if o.Settings == nil {
+				o.Settings = map[string]string{}
+			}
+			o.Settings["listen_addresses"] = "127.0.0.1," + addr
+			o.HBA = append(o.HBA, "host all all 10.231.0.0/16 scram-sha-256")
+		}
+	}
+	p := &pair{t: t}
+	p.src = pgtest.Start(t, 15, listen("10.231.7.1"))
+	p.dst = pgtest.Start(t, 17, listen("10.231.8.1"))
+	pgtest.CreateDB(t, p.src, "meta")
+	pgtest.CreateDB(t, p.dst, "test")
+	pgtest.Exec(t, p.src, "meta", fmt.Sprintf("CREATE ROLE replicator LOGIN REPLICATION BYPASSRLS PASSWORD '%s'", pgtest.Password()))
+	pw := strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(pgtest.Password())
+	pass := filepath.Join(t.TempDir(), ".pgpass")
+	if err := os.WriteFile(pass, []byte("*:*:*:*:"+pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPASSFILE", pass)
+	p.dir = t.TempDir()
+	p.config = filepath.Join(p.dir, "migration.yml")
+	yml := fmt.Sprintf("src_cls: pg-meta\nsrc_db: meta\nsrc_ip: 10.231.7.1\nsrc_port: %d\ndst_cls: pg-test\ndst_db: test\ndst_ip: 10.231.8.1\ndst_port: %d\n"+
+		"pg_admin_username: postgres\npg_replication_username: replicator\nmigration_context_dir: %s\n", p.src.Port, p.dst.Port, filepath.Join(p.dir, "migration"))
+	if err := os.WriteFile(p.config, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newRigFor(t, p)
+	r.wrap = []string{"/usr/sbin/ip", "netns", "exec", ns}
+	r.reset(t)
+
+	pr := r.start(migrateArgs...)
+	pub := r.hold(r.p.src, "meta", "LOCK TABLE gate IN EXCLUSIVE MODE")
+	r.gateCreatePub(pr, pub)
+	r.hold(r.p.dst, "test", "LOCK TABLE gate IN EXCLUSIVE MODE")
+	pub.release()
+	r.until(pr, "the copy into gate waiting for the target's lock", func() bool {
+		return r.started("copy") && waiting(t, r.p.dst, "test", "gate", "COPY ")
+	})
+	ip("-n", ns, "link", "set", ns+"sp", "down")
+	r.releaseAll()
+	cut := time.Now()
+	time.Sleep(30 * time.Second)
+	ip("-n", ns, "link", "set", ns+"sp", "up")
+	select {
+	case <-pr.done:
+	case <-time.After(3 * time.Minute):
+		pr.kill()
+		t.Fatalf("migrate did not end within 3 minutes of the network's return:\n%s", pr)
+	}
+	t.Logf("migrate after a 30 s cut to the source: exit %d after %s\n%s", pr.code, time.Since(cut).Round(time.Second), pr)
+	if pr.code != 0 {
+		res := r.p.run(migrateArgs...)
+		if res.code != 0 {
+			t.Fatalf("the rerun after the cut: %s", res)
+		}
+	}
+	r.finish()
 }
