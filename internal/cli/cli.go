@@ -106,7 +106,7 @@ func (e *usageError) Unwrap() error { return e.err }
 
 func isCobraUsage(err error) bool {
 	s := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag"} {
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "arg(s), received", "requires at least", "requires at most", "required flag"} {
 		if strings.Contains(s, p) {
 			return true
 		}

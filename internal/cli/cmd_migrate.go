@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/spf13/cobra"
 
 	"github.com/pgmove/pgmove/internal/carry"
+	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
@@ -16,6 +18,7 @@ import (
 	"github.com/pgmove/pgmove/internal/progress"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
+	"github.com/pgmove/pgmove/internal/state"
 )
 
 type migrateOptions struct {
@@ -231,6 +234,9 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		if err := copy.RestoreRest(ctx, s.m, s.src, s.dst, copy.HandoffOptions{Copy: copyOpts, WithOwners: o.withOwners || o.withGrants, WithACL: o.withGrants, Out: out}); err != nil {
 			return err
 		}
+		if err := finishAttach(ctx, s, sub); err != nil {
+			return err
+		}
 	} else if err := s.step("create-sub", func() (string, map[string]string, error) {
 		res, err := ensureSubscription(ctx, s, false, false)
 		if err != nil {
@@ -261,6 +267,48 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		msg := "caught up: " + r.Summary()
 		fmt.Fprintln(out, msg)
 		fmt.Fprintln(out, "next: stop writes on the source, pgmove progress --wait, pgmove copy-seq (sequences, large objects, unlogged tables, materialized views), pgmove compare --checksum, then switch traffic to the target")
+		return msg, nil, nil
+	})
+}
+
+// finishAttach completes a handoff that stopped between CREATE SUBSCRIPTION
+// (made disabled) and its ENABLE, as a killed pgmove leaves it: the
+// journal's create-sub started and never ended, and its copy is done at a
+// consistent point. Without it the catch-up would wait for ever on a
+// subscription nothing enables. A subscription disabled after create-sub
+// ended (by a user, say) is left as it is.
+func finishAttach(ctx context.Context, s *session, sub *catalog.Subscription) error {
+	if sub.Enabled || s.journal == nil {
+		return nil
+	}
+	last, err := s.journal.Last("create-sub")
+	if err != nil || last == nil || last.Status != state.Started {
+		return err
+	}
+	cp, err := s.journal.Last("copy")
+	if err != nil || cp == nil || cp.Status != state.Done || cp.Data["slot"] != s.m.SlotName {
+		return err
+	}
+	lsn, err := pglogrepl.ParseLSN(cp.Data["consistent_point"])
+	if err != nil {
+		return fmt.Errorf("journal: the copy's consistent point: %w", err)
+	}
+	return s.step("create-sub", func() (string, map[string]string, error) {
+		published, err := catalog.PublicationTables(ctx, s.src, s.m.PubName)
+		if err != nil {
+			return "", nil, err
+		}
+		spec, err := subscriptionSpec(ctx, s, published)
+		if err != nil {
+			return "", nil, err
+		}
+		res, err := replication.AttachSubscription(ctx, s.runner(false), s.src, s.dst, spec, lsn)
+		if err != nil {
+			return "", nil, err
+		}
+		noteSubscription(s, res)
+		msg := fmt.Sprintf("create-sub: subscription %q, created by an interrupted run, streams changes from the copy's consistent point %s", s.m.SubName, lsn)
+		fmt.Fprintln(s.g.stdout, msg)
 		return msg, nil, nil
 	})
 }

@@ -265,11 +265,23 @@ func EmptyProven(ctx context.Context, src, dst *cluster.Conn, migration string, 
 // DropLedger drops the ledger schema once the migration is over.
 func DropLedger(ctx context.Context, r cluster.Runner, dst *cluster.Conn) (bool, error) {
 	ok, err := ledgerExists(ctx, dst)
-	if err != nil || !ok {
+	if err != nil {
 		return false, err
 	}
-	if err := r.Exec(ctx, dst, "drop the copy ledger", "DROP TABLE IF EXISTS pgmove.load, pgmove.copy"); err != nil {
-		return false, err
+	if ok {
+		if err := r.Exec(ctx, dst, "drop the copy ledger", "DROP TABLE IF EXISTS pgmove.load, pgmove.copy"); err != nil {
+			return false, err
+		}
+	} else {
+		// A cleanup killed between the two statements left the schema
+		// without its tables: drop it all the same.
+		var left bool
+		if err := dst.QueryRow(ctx, query("ledger_schema_exists")).Scan(&left); err != nil {
+			return false, dst.Wrap("look for the copy ledger's schema", err)
+		}
+		if !left {
+			return false, nil
+		}
 	}
 	// The schema goes too, unless something else was put in it.
 	if err := r.Exec(ctx, dst, "drop the copy ledger's schema", "DROP SCHEMA IF EXISTS "+pgx.Identifier{LedgerSchema}.Sanitize()); err != nil {
