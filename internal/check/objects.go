@@ -168,10 +168,35 @@ func (c *checker) leftovers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		ours := map[catalog.QualifiedName]bool{}
+		for _, t := range c.r.Published {
+			ours[catalog.QualifiedName{Schema: t.Schema, Name: t.Name}] = true
+		}
 		for _, s := range subs {
-			if s.Name != c.m.SubName {
-				c.r.add(Info, config.Target, "subscription", s.Name, "another subscription exists in the target database", "")
+			if s.Name == c.m.SubName {
+				continue
 			}
+			// Another migration (or any replication) into this database
+			// that writes tables this one would load: the two would
+			// overwrite each other's rows, and this one's copy would meet
+			// rows it did not load.
+			theirs, err := catalog.SubscriptionTables(ctx, c.dst, s.OID)
+			if err != nil {
+				return err
+			}
+			var shared []string
+			for _, q := range theirs {
+				if ours[q] {
+					shared = append(shared, q.String())
+				}
+			}
+			if len(shared) == 0 {
+				c.r.add(Info, config.Target, "subscription", s.Name, "another subscription exists in the target database (it replicates none of this migration's tables)", "")
+				continue
+			}
+			c.r.add(Error, config.Target, "subscription", s.Name,
+				fmt.Sprintf("another subscription already replicates %d of this migration's tables into the target database (%s): two subscriptions writing the same tables overwrite each other", len(shared), cluster.ListSome(shared, 3)),
+				"finish or clean up that migration first (its pgmove cleanup, or on the target: "+replication.DropSubscriptionSQL(s.Name)+";), or leave those tables out with exclude")
 		}
 	}
 	if c.src == nil {
