@@ -35,6 +35,10 @@ func Password() string { return password() }
 // A missing binary is a test failure, never a skip.
 func Start(t testing.TB, major int, opts ...func(*pgserver.Options)) *pgserver.Server {
 	t.Helper()
+	if testing.Short() {
+		// make unit: the tests that need no server (make test runs these).
+		t.Skip("needs a PostgreSQL server: not run with -short")
+	}
 	reapOnce.Do(func() {
 		reaped, err := pgserver.Reap("")
 		if err != nil {
