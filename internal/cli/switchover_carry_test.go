@@ -35,6 +35,11 @@ func TestSwitchoverCarries(t *testing.T) {
 	if n := pgtest.QueryValue[int64](t, p.dst, "test", "SELECT count(*) FROM pg_replication_slots"); n != 0 {
 		t.Fatalf("the refused switchover left %d slot(s) on the target", n)
 	}
+	// The refused preflight puts the apply back as it was.
+	syncCommit := "SELECT string_agg(subsynccommit, ',') FROM pg_catalog.pg_subscription"
+	if sc := pgtest.QueryValue[string](t, p.dst, "test", syncCommit); sc != "off" {
+		t.Errorf("after the refused switchover the subscription's synchronous_commit is %q, want off as before", sc)
+	}
 	pgtest.Exec(t, p.dst, "test", "ALTER TABLE items DROP COLUMN extra")
 
 	// A transaction holding a table on the target: the way back's
@@ -53,6 +58,9 @@ func TestSwitchoverCarries(t *testing.T) {
 	}
 	if _, err := lock.Exec(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
+	}
+	if sc := pgtest.QueryValue[string](t, p.dst, "test", syncCommit); sc != "off" {
+		t.Errorf("after the preflight's lock wait the subscription's synchronous_commit is %q, want off as before", sc)
 	}
 
 	pgtest.Exec(t, p.src, "meta", `INSERT INTO items (v) SELECT 'j' || g FROM generate_series(1, 20) g;

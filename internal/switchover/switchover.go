@@ -194,7 +194,7 @@ func boundedPreflight(ctx context.Context, m *config.Migration, d direction, o O
 
 // preflight checks the state a switch can begin from and prepares, before
 // any fence, everything that can be done early.
-func preflight(ctx context.Context, m *config.Migration, d direction, o Options, res *Result, say func(string, ...any)) error {
+func preflight(ctx context.Context, m *config.Migration, d direction, o Options, res *Result, say func(string, ...any)) (err error) {
 	r := cluster.Runner{DryRun: o.DryRun, Out: o.Out}
 	sub, err := replication.Find(ctx, d.replica, d.current)
 	if err != nil {
@@ -281,6 +281,18 @@ func preflight(ctx context.Context, m *config.Migration, d direction, o Options,
 		if err := alterSub(ctx, r, d.replica, "commit the apply synchronously during the switch", replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", "on"))); err != nil {
 			return err
 		}
+		// A preflight that fails from here on fenced nothing: the apply
+		// goes back to committing as it did.
+		defer func() {
+			if err == nil || o.DryRun {
+				return
+			}
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if uerr := alterSub(uctx, r, d.replica, "apply as before the preflight", replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", syncCommit))); uerr != nil {
+				slog.Warn(uerr.Error())
+			}
+		}()
 	}
 	tables, err := subscribedTables(ctx, d.replica, sub.OID)
 	if err != nil {
@@ -704,8 +716,9 @@ func alterSub(ctx context.Context, r cluster.Runner, c *cluster.Conn, what, sql 
 	if r.DryRun {
 		return r.Exec(ctx, c, what, sql)
 	}
-	// In one implicit transaction: when the ALTER fails, the SET goes too.
-	return r.Exec(ctx, c, what, "SET lock_timeout = '5s'; "+sql+"; RESET lock_timeout", sql)
+	// In one implicit transaction, SET LOCAL: the session's own lock_timeout
+	// (the preflight's bound) is back after it, whether the ALTER fails or not.
+	return r.Exec(ctx, c, what, "SET LOCAL lock_timeout = '5s'; "+sql, sql)
 }
 
 // aftercare restores the old subscription's asynchronous apply, detaches it
