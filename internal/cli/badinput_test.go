@@ -78,6 +78,14 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("the password was printed: %s", r)
 		}
 	})
+	t.Run("password in a pgbouncer URL", func(t *testing.T) {
+		r := p.run("switchover", "--pgbouncer", "postgres://admin:s3cret@127.0.0.1:6432/pgbouncer")
+		assertOneLineError(t, r, ExitUsage, "--pgbouncer:", "holds a password", ".pgpass")
+		if strings.Contains(r.stderr, "s3cret") {
+			t.Errorf("the password was printed: %s", r)
+		}
+		p.assertNothingLeft(t)
+	})
 	t.Run("role without REPLICATION", func(t *testing.T) {
 		pgtest.Exec(t, p.src, "meta", "ALTER ROLE replicator NOREPLICATION")
 		defer pgtest.Exec(t, p.src, "meta", "ALTER ROLE replicator REPLICATION")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/state"
 	"github.com/pgmove/pgmove/internal/switchover"
 )
@@ -123,6 +124,11 @@ func (o *switchoverOptions) resolve(s *session) (switchover.Options, error) {
 	}
 	if so.Fence == "" {
 		so.Fence = m.Fence
+	}
+	for _, u := range so.Bouncers {
+		if err := config.CheckBouncerConsole(u); err != nil {
+			return so, &usageError{fmt.Errorf("--pgbouncer: %w", err)}
+		}
 	}
 	if len(so.Bouncers) == 0 {
 		so.Bouncers = m.PgBouncer

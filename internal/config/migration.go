@@ -240,12 +240,8 @@ func Resolve(f *File, o Overrides) (*Migration, error) {
 	m.Jobs = f.Jobs
 	m.PgBouncer, m.PgBouncerINI, m.PgBouncerDB, m.AppRoles, m.SwitchHook = f.PgBouncer, f.PgBouncerINI, f.PgBouncerDB, f.AppRoles, f.SwitchHook
 	for _, u := range m.PgBouncer {
-		ci, err := ParseConninfo(u)
-		if err != nil {
+		if err := CheckBouncerConsole(u); err != nil {
 			return nil, fmt.Errorf("config: pgbouncer: %w", err)
-		}
-		if _, ok := ci["password"]; ok {
-			return nil, fmt.Errorf("config: pgbouncer: the URL of console %s holds a password; remove it and put the password in ~/.pgpass (or PGPASSFILE, PGPASSWORD)", net.JoinHostPort(ci["host"], ci["port"]))
 		}
 	}
 	if m.PgBouncerINI != "" {
@@ -410,3 +406,17 @@ func ParseSize(s string) (int64, error) {
 
 // ParseDuration accepts Go durations (30s, 5m).
 func ParseDuration(s string) (time.Duration, error) { return time.ParseDuration(s) }
+
+// CheckBouncerConsole refuses a pgbouncer console URL that does not parse or
+// holds a password: a password belongs in ~/.pgpass, not in a config file or
+// a command line others can read.
+func CheckBouncerConsole(u string) error {
+	ci, err := ParseConninfo(u)
+	if err != nil {
+		return err
+	}
+	if _, ok := ci["password"]; ok {
+		return fmt.Errorf("the URL of console %s holds a password; remove it and put the password in ~/.pgpass (or PGPASSFILE, PGPASSWORD)", net.JoinHostPort(ci["host"], ci["port"]))
+	}
+	return nil
+}
