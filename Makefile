@@ -21,7 +21,7 @@ deps:
 test: deps
 	$(GO) vet ./...
 	FUZZTIME=3000x scripts/fuzz
-	$(GO) test -count=1 -timeout 30m ./...
+	scripts/test
 
 # Every fuzz target for FUZZTIME each (default 60s).
 fuzz:
