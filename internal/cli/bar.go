@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -12,33 +13,36 @@ import (
 	"github.com/pgmove/pgmove/internal/copy"
 )
 
-// copyBar draws the snapshot copy's progress as one live line on stderr
-// when stderr is a terminal (migrate, create-sub): bytes and rows copied,
-// tables, rate and ETA, then the index builds. It reads the copy's status
-// file, which the copy of this process rewrites every 250 ms, so the copy
-// engine knows nothing of it. Log lines go through it: the bar is cleared
-// before each and drawn again after, so they stay whole. When stderr is not
-// a terminal (CI, logs, pipes) there is no bar and the lines are as ever.
-type copyBar struct {
-	mu    sync.Mutex
-	w     io.Writer
-	dir   string
-	line  string // what is drawn now, "" for nothing
-	stop  chan struct{}
-	done  chan struct{}
-	prev  int64
-	prevT time.Time
-	rate  float64
+// bar draws one live line on stderr when stderr is a terminal: the copy's
+// progress (migrate, create-sub), the comparison's (compare), the switch's
+// (switchover, rollback). The command names the line with follow, a
+// function of the time that reads its engine's progress; the bar redraws it
+// every tick and whenever poked, so the engines know nothing of it. Log
+// lines go through it: the bar is cleared before each and drawn again
+// after, so they stay whole. When stderr is not a terminal (CI, logs,
+// pipes) there is no bar and the lines are as ever.
+type bar struct {
+	mu     sync.Mutex
+	w      io.Writer
+	line   string                 // what is drawn now, "" for nothing
+	source func(time.Time) string // the line to draw, nil for none
+	ticks  chan time.Duration     // a new tick for run's ticker
+	poked  chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
 }
 
-// startCopyBar wraps g.stderr (and g.stdout, when it is a terminal too)
-// with a bar, when stderr is a terminal and the logs are text. It draws
-// nothing until setDir names the migration's context directory.
-func (g *globals) startCopyBar() {
+// barCommands are the commands that draw a bar on a terminal.
+var barCommands = map[string]bool{"migrate": true, "create-sub": true, "compare": true, "switchover": true, "rollback": true}
+
+// startBar wraps g.stderr (and g.stdout, when it is a terminal too) with a
+// bar, when stderr is a terminal and the logs are text. It draws nothing
+// until follow names a line.
+func (g *globals) startBar() {
 	if g.bar != nil || g.logFormat != "text" || !isTerminal(g.stderr) {
 		return
 	}
-	b := &copyBar{w: g.stderr, stop: make(chan struct{}), done: make(chan struct{})}
+	b := &bar{w: g.stderr, ticks: make(chan time.Duration, 1), poked: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	g.bar, g.stderr = b, b
 	if isTerminal(g.stdout) {
 		g.stdout = &barred{b: b, w: g.stdout}
@@ -46,17 +50,62 @@ func (g *globals) startCopyBar() {
 	go b.run()
 }
 
-// setDir names the context directory whose copy status the bar reads.
-func (b *copyBar) setDir(dir string) {
+// follow draws line on the bar, redrawn every tick and on each poke,
+// until the returned stop.
+func (b *bar) follow(line func(time.Time) string, tick time.Duration) (stop func()) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.dir = dir
+	b.source = line
+	b.mu.Unlock()
+	select {
+	case <-b.ticks:
+	default:
+	}
+	b.ticks <- tick
+	b.poke()
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.source = nil
+		b.clear()
+		b.line = ""
+	}
+}
+
+// poke redraws the bar now, without waiting for its tick; it never blocks.
+func (b *bar) poke() {
+	select {
+	case b.poked <- struct{}{}:
+	default:
+	}
+}
+
+// plainLines logs line every interval until the returned stop, when there
+// is no bar: the greppable form of what the bar shows.
+func plainLines(line func(time.Time) string, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if l := line(now); l != "" {
+					slog.Info(l)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
 }
 
 // barred is stdout on the bar's terminal: the bar is cleared before a
 // result is written, and drawn again after.
 type barred struct {
-	b *copyBar
+	b *bar
 	w io.Writer
 }
 
@@ -82,24 +131,31 @@ func (g *globals) stopBar() {
 	g.bar.line = ""
 }
 
-func (b *copyBar) run() {
+func (b *bar) run() {
 	defer close(b.done)
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.stop:
 			return
+		case d := <-b.ticks:
+			t.Reset(d)
+			continue
 		case <-t.C:
+		case <-b.poked:
 		}
 		b.mu.Lock()
-		dir := b.dir
+		source := b.source
 		b.mu.Unlock()
 		line := ""
-		if dir != "" {
-			line = b.render(dir, time.Now())
+		if source != nil {
+			line = source(time.Now())
 		}
 		b.mu.Lock()
+		if b.source == nil {
+			line = ""
+		}
 		if line != b.line {
 			b.clear()
 			b.line = line
@@ -110,7 +166,7 @@ func (b *copyBar) run() {
 }
 
 // Write writes a log line with the bar out of its way.
-func (b *copyBar) Write(p []byte) (int, error) {
+func (b *bar) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.clear()
@@ -119,21 +175,44 @@ func (b *copyBar) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *copyBar) clear() {
+func (b *bar) clear() {
 	if b.line != "" {
 		_, _ = io.WriteString(b.w, "\r\033[K")
 	}
 }
 
-func (b *copyBar) draw() {
+func (b *bar) draw() {
 	if b.line != "" {
 		_, _ = io.WriteString(b.w, b.line)
 	}
 }
 
-// render is the bar for the copy this process runs, "" when none runs.
-func (b *copyBar) render(dir string, now time.Time) string {
-	st, err := copy.ReadStatus(dir)
+// meter is a bar of width characters, frac of it full.
+func meter(frac float64, width int) string {
+	full := int(min(1, max(0, frac)) * float64(width))
+	return "[" + strings.Repeat("#", full) + strings.Repeat("-", width-full) + "]"
+}
+
+// fitLine cuts a line to what a terminal of 120 columns shows.
+func fitLine(line string) string {
+	if r := []rune(line); len(r) > 120 {
+		return string(r[:117]) + "..."
+	}
+	return line
+}
+
+// copyLine is the copy's line: the copy of this process rewrites its status
+// file every 250 ms, and this reads it.
+type copyLine struct {
+	dir   string
+	prev  int64
+	prevT time.Time
+	rate  float64
+}
+
+// render is the line of the copy this process runs, "" when none runs.
+func (b *copyLine) render(now time.Time) string {
+	st, err := copy.ReadStatus(b.dir)
 	if err != nil || st == nil || st.PID != os.Getpid() || now.Sub(st.Updated) > 5*time.Second {
 		return ""
 	}
@@ -165,24 +244,19 @@ func (b *copyBar) render(dir string, now time.Time) string {
 		if total > 0 {
 			frac = min(1, float64(bytes)/float64(total))
 		}
-		const width = 24
-		full := int(frac * width)
 		eta := "ETA unknown"
 		if b.rate > 0 && total >= bytes {
 			eta = "ETA " + (time.Duration(float64(total-bytes) / b.rate * float64(time.Second))).Round(time.Second).String()
 		}
-		return fmt.Sprintf("copy [%s%s] %3.0f%%  %s of %s  %d rows  %d/%d tables  %s/s  %s",
-			strings.Repeat("#", full), strings.Repeat("-", width-full), 100*frac, check.PrettyBytes(bytes), check.PrettyBytes(total),
+		return fmt.Sprintf("copy %s %3.0f%%  %s of %s  %d rows  %d/%d tables  %s/s  %s",
+			meter(frac, 24), 100*frac, check.PrettyBytes(bytes), check.PrettyBytes(total),
 			rows, copied, len(st.Tables), check.PrettyBytes(int64(b.rate)), eta)
 	case "index":
 		line := fmt.Sprintf("index %d/%d indexes and constraints built", st.Indexes.Done, st.Indexes.Total)
 		if len(st.Indexes.Running) > 0 {
 			line += "; now: " + strings.Join(st.Indexes.Running, ", ")
 		}
-		if r := []rune(line); len(r) > 120 {
-			line = string(r[:117]) + "..."
-		}
-		return line
+		return fitLine(line)
 	}
 	return ""
 }

@@ -123,4 +123,88 @@ func TestProgressBarOnlyOnATerminal(t *testing.T) {
 	if r := p.run("--log-format", "xml", "status"); r.code != ExitUsage || !strings.Contains(r.stderr, "use text or json") {
 		t.Errorf("--log-format xml: %s", r)
 	}
+
+	// compare and switchover on the first migration, which streams:
+	// plain lines with stderr a pipe, a bar under a pseudo-terminal.
+	compareBarAndLines(t, p, script, bin)
+	switchBarAndLines(t, p, script, bin)
+}
+
+// compareBarAndLines: compare --checksum (throttled, so its checksum
+// stage lasts a few of the bar's ticks) logs plain progress lines with
+// stderr a pipe and draws a bar of tables, ranges, rows, bytes, rate and
+// ETA under a pseudo-terminal; both find the sides equal.
+func compareBarAndLines(t *testing.T, p *pair, script, bin string) {
+	// Statistics, so the big table is split into ranges of 50,000 rows.
+	pgtest.Exec(t, p.src, "meta", "ANALYZE big")
+	args := []string{"compare", "--checksum", "--throttle", "500000"}
+	r := p.run(append(args, "--progress-every", "300ms")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "PASS") {
+		t.Fatalf("compare --checksum: %s", r)
+	}
+	if strings.ContainsAny(r.stderr, "\r\x1b") || strings.Contains(r.stderr, "compare [") {
+		t.Errorf("compare with stderr a pipe drew a bar:\n%q", r.stderr)
+	}
+	line := regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d compare: hashed \d/2 table\(s\), \d+/2\d range\(s\), \d+ row\(s\), [^,\n]+ of [^,\n]+, \d+ rows/s, ETA [0-9hms]+$`)
+	if m := line.FindString(r.stderr); m == "" {
+		t.Errorf("compare with stderr a pipe: no progress line:\n%s", r.stderr)
+	} else {
+		t.Logf("compare's line: %q", m)
+	}
+	out, err := exec.Command(script, "-qfec", fmt.Sprintf("%s -c %s %s", bin, p.config, strings.Join(args, " ")), "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("compare under a pseudo-terminal: %v\n%q", err, out)
+	}
+	bar := regexp.MustCompile(`(^|\n|\x1b\[K)compare \[[#-]{20}\] +\d+%  \d/2 tables  \d+/2\d ranges  \d+ rows  [^\r\n]+ of [^\r\n]+  \d+ rows/s  ETA [0-9hms]+\r`)
+	if m := bar.FindString(string(out)); m == "" {
+		t.Errorf("no compare bar under a pseudo-terminal:\n%q", out)
+	} else {
+		t.Logf("compare's bar: %q", m)
+	}
+	if !regexp.MustCompile(`(^|\n|\x1b\[K)\[PASS\] table +public\.big  source=1000000 target=1000000  checksum equal\r\n`).Match(out) {
+		t.Errorf("compare's result is not whole under a pseudo-terminal:\n%q", out)
+	}
+}
+
+// switchBarAndLines: a switchover under a pseudo-terminal draws its steps,
+// their time and the pause on a bar; the rollback with stderr a pipe logs
+// a plain line as each step begins.
+func switchBarAndLines(t *testing.T, p *pair, script, bin string) {
+	out, err := exec.Command(script, "-qfec", fmt.Sprintf("%s -c %s switchover", bin, p.config), "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("switchover under a pseudo-terminal: %v\n%q", err, out)
+	}
+	tty := string(out)
+	for _, re := range []string{
+		`(^|\n|\x1b\[K)switchover: preflight \d+( ms|\.\ds|s); elapsed [^\r\n]+\r`,
+		`(^|\n|\x1b\[K)switchover: [a-z -]+( \([^)]*\))? [^\r\n]*; elapsed [^\r\n]*(paused \d+ ms of at most 2s|the pause took \d+ ms) \[preflight [^\r\n]*\]\r`,
+	} {
+		if m := regexp.MustCompile(re).FindString(tty); m == "" {
+			t.Errorf("switchover under a pseudo-terminal: no bar matching %s:\n%q", re, tty)
+		} else {
+			t.Logf("switchover's bar: %q", m)
+		}
+	}
+	if !regexp.MustCompile(`(^|\n|\x1b\[K)switchover: done: the application was paused \d+ ms \(fence [^\r\n]+\r\n`).MatchString(tty) {
+		t.Errorf("switchover's result is not whole under a pseudo-terminal:\n%q", tty)
+	}
+	r := p.run("rollback")
+	if r.code != 0 {
+		t.Fatalf("rollback: %s", r)
+	}
+	if strings.ContainsAny(r.stderr, "\r\x1b") {
+		t.Errorf("rollback with stderr a pipe drew a bar:\n%q", r.stderr)
+	}
+	for _, re := range []string{
+		`rollback: preflight; elapsed \d+ ms`,
+		`rollback: fence \(none: the application stopped writing\); elapsed [^,\n]+, paused 0 ms of at most 2s; preflight took [^\n]+`,
+		`rollback: catch-up; elapsed [^,\n]+, paused \d+ ms of at most 2s; fence took \d+ ms`,
+		`rollback: sequences; elapsed [^,\n]+, paused \d+ ms of at most 2s; catch-up took \d+ ms from [^\n]+ behind the fence`,
+		`rollback: resume; elapsed [^,\n]+, paused \d+ ms of at most 2s; route traffic took \d+ ms`,
+		`rollback: done; elapsed [^,\n]+, the pause took \d+ ms; aftercare took \d+ ms`,
+	} {
+		if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d ` + re + `$`).MatchString(r.stderr) {
+			t.Errorf("rollback with stderr a pipe: no line matching %s:\n%s", re, r.stderr)
+		}
+	}
 }

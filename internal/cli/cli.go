@@ -48,8 +48,8 @@ type globals struct {
 	exclude    []string
 	verbose    bool
 	quiet      bool
-	logFormat  string   // text or json
-	bar        *copyBar // the copy's progress bar on a terminal, or nil
+	logFormat  string // text or json
+	bar        *bar   // the progress bar on a terminal, or nil
 	stdin      io.Reader
 	stdout     io.Writer
 	stderr     io.Writer
@@ -154,8 +154,8 @@ runbook filled in for this migration; status says where a migration stands.
 			if g.quiet {
 				level = slog.LevelWarn
 			}
-			if n := cmd.Name(); (n == "migrate" || n == "create-sub") && g.logFormat == "text" {
-				g.startCopyBar() // before the log handler, which writes through it
+			if barCommands[cmd.Name()] && g.logFormat == "text" {
+				g.startBar() // before the log handler, which writes through it
 			}
 			switch g.logFormat {
 			case "text":

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/compare"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/schema"
@@ -24,6 +27,7 @@ type compareOptions struct {
 	retries  int
 	repair   string
 	apply    bool
+	every    time.Duration
 }
 
 func newCompareCmd(g *globals) *cobra.Command {
@@ -71,6 +75,10 @@ columns, DELETE, each by key, values as quoted literals) in one transaction;
 --apply runs it on the target. --tables narrows the selection, --throttle caps
 the source rows read per second.
 
+While it runs, a live bar on stderr shows, when stderr is a terminal, the
+tables and key ranges done, the rows and bytes compared, the rate and the
+ETA; elsewhere a line says the same every --progress-every.
+
 With --schema it compares the schemas instead: tables, columns and types,
 constraints, indexes, sequences, views, functions, triggers, policies,
 types and extensions, each difference with the statement that brings the
@@ -96,6 +104,7 @@ Exit status 0 when equal, 3 when not, listing what differs.`,
 	cmd.Flags().Int64Var(&o.throttle, "throttle", 0, "read at most this many source rows per second (0: no limit)")
 	cmd.Flags().StringVar(&o.repair, "repair", "", "write to `FILE` the SQL that makes the target's differing rows equal to the source's (with --checksum)")
 	cmd.Flags().BoolVar(&o.apply, "apply", false, "with --repair, run that SQL on the target in one transaction")
+	cmd.Flags().DurationVar(&o.every, "progress-every", 5*time.Second, "when stderr is not a terminal, log a progress line this often (on a terminal a live bar shows it)")
 	cmd.Flags().IntVar(&o.retries, "retries", 5, "while replication runs, how often a differing range is read again before it is called not settled")
 	return cmd
 }
@@ -131,7 +140,21 @@ func runCompare(ctx context.Context, s *session, o *compareOptions) error {
 	if o.throttle < 0 || o.retries < 1 {
 		return withCode(ExitUsage, fmt.Errorf("--throttle must be 0 or more and --retries 1 or more"))
 	}
+	if o.every <= 0 {
+		return withCode(ExitUsage, fmt.Errorf("--progress-every %s: want a positive duration", o.every))
+	}
+	co.Progress = &compare.Progress{}
+	line := func(bar bool) func(time.Time) string {
+		return func(time.Time) string { return compareLine(co.Progress.Snapshot(), bar) }
+	}
+	var stop func()
+	if s.g.bar != nil {
+		stop = s.g.bar.follow(line(true), 250*time.Millisecond)
+	} else {
+		stop = plainLines(line(false), o.every)
+	}
 	r, err := compare.Run(ctx, s.m, s.src, s.dst, co)
+	stop()
 	if err != nil {
 		return err
 	}
@@ -192,4 +215,55 @@ func runCompareSchema(ctx context.Context, s *session, o *compareOptions) error 
 		return withCode(ExitProblems, fmt.Errorf("target: its schema differs from the source's in %d place(s); the fixes are listed above", n))
 	}
 	return nil
+}
+
+// compareLine is the comparison's progress: the bar's line on a terminal
+// (bar), else a plain line; "" before there is anything to say.
+func compareLine(p compare.ProgressSnapshot, bar bool) string {
+	switch p.Stage {
+	case "":
+		return ""
+	case compare.StagePrepare:
+		return fmt.Sprintf("compare: reading the columns, keys and key ranges of %d table(s)", p.Tables)
+	case compare.StageRecheck:
+		return "compare: reading the rows that differed again, while replication applies"
+	case compare.StageSequences:
+		return "compare: sequences"
+	}
+	plural := "(s)"
+	if bar {
+		plural = "s" // the bar's line is short
+	}
+	var parts []string
+	parts = append(parts, fmt.Sprintf("%d/%d table%s", p.TablesDone, p.Tables, plural))
+	if p.Stage == compare.StageChecksum {
+		parts = append(parts, fmt.Sprintf("%d/%d range%s", p.RangesDone, p.Ranges, plural))
+	}
+	parts = append(parts, fmt.Sprintf("%d row%s", p.Rows, plural))
+	if p.Bytes > 0 {
+		parts = append(parts, fmt.Sprintf("%s of %s", check.PrettyBytes(p.BytesDone), check.PrettyBytes(p.Bytes)))
+	}
+	if r, ok := p.RowsPerSecond(); ok {
+		parts = append(parts, fmt.Sprintf("%.0f rows/s", r))
+	} else {
+		parts = append(parts, "rate unknown")
+	}
+	if eta, ok := p.ETA(); ok {
+		parts = append(parts, "ETA "+eta.Round(time.Second).String())
+	} else {
+		parts = append(parts, "ETA unknown")
+	}
+	what := "counted"
+	if p.Stage == compare.StageChecksum {
+		what = "hashed"
+	}
+	if !bar {
+		return "compare: " + what + " " + strings.Join(parts, ", ")
+	}
+	f := p.Fraction()
+	pct := "  ?%"
+	if f >= 0 {
+		pct = fmt.Sprintf("%3.0f%%", 100*f)
+	}
+	return fitLine(fmt.Sprintf("compare %s %s  %s", meter(max(f, 0), 20), pct, strings.Join(parts, "  ")))
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgmove/pgmove/internal/check"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/state"
 	"github.com/pgmove/pgmove/internal/switchover"
@@ -58,7 +61,11 @@ within --max-pause (default 2s), lifts the fence and exits 1: the
 application goes on writing where it did, nothing lost, nothing switched.
 Each stage is journaled: a rerun after a killed pgmove lifts a fence held
 before the switch, or finishes a switch made (--switch-hook run again), and
-says which; --dry-run then says which it would do.`
+says which; --dry-run then says which it would do.
+
+While it runs, a live bar on stderr (when it is a terminal) shows the step,
+its time, the pause so far and, in the catch-up, the WAL left to the fence;
+elsewhere a line is logged as each step begins.`
 
 func newSwitchoverCmd(g *globals) *cobra.Command {
 	o := &switchoverOptions{}
@@ -191,9 +198,20 @@ func runSwitch(ctx context.Context, s *session, o *switchoverOptions, back bool)
 		// would finish or undo, instead of refusing the state it left.
 		so.Journal = j
 	}
-	run := switchover.Switchover
+	run, name := switchover.Switchover, "switchover"
 	if back {
-		run = switchover.Rollback
+		run, name = switchover.Rollback, "rollback"
+	}
+	if !so.DryRun {
+		p := &switchover.Progress{}
+		if b := s.g.bar; b != nil {
+			// Redrawn at each step too: the pause's steps take milliseconds.
+			p.OnStep = func(switchover.ProgressSnapshot) { b.poke() }
+			defer b.follow(func(time.Time) string { return switchLine(name, p.Snapshot(), true) }, 100*time.Millisecond)()
+		} else {
+			p.OnStep = func(ps switchover.ProgressSnapshot) { slog.Info(switchLine(name, ps, false)) }
+		}
+		so.Progress = p
 	}
 	res, err := run(ctx, s.m, s.src, s.dst, so)
 	if o.json && res != nil {
@@ -202,4 +220,58 @@ func runSwitch(ctx context.Context, s *session, o *switchoverOptions, back bool)
 		_ = enc.Encode(res)
 	}
 	return err
+}
+
+// switchLine is the switch's progress: the bar's line on a terminal (bar),
+// else the plain line logged as each step begins; "" before the start.
+func switchLine(name string, p switchover.ProgressSnapshot, bar bool) string {
+	if p.Step == "" {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(name + ": ")
+	b.WriteString(p.Step)
+	if p.Detail != "" {
+		b.WriteString(" (" + p.Detail + ")")
+	}
+	if bar && p.Step != switchover.StepDone && p.Step != switchover.StepAbandoned {
+		b.WriteString(" " + shortDuration(p.StepElapsed))
+	}
+	if p.LagLeft >= 0 {
+		b.WriteString(", lag left " + check.PrettyBytes(p.LagLeft))
+	}
+	b.WriteString("; elapsed " + shortDuration(p.Elapsed))
+	switch {
+	case p.Pausing:
+		fmt.Fprintf(&b, ", paused %s of at most %s", shortDuration(p.Paused), p.MaxPause)
+	case p.Paused > 0:
+		fmt.Fprintf(&b, ", the pause took %s", shortDuration(p.Paused))
+	}
+	if len(p.Done) > 0 {
+		last := p.Done[len(p.Done)-1]
+		if bar {
+			var done []string
+			for _, s := range p.Done {
+				done = append(done, s.Name+" "+shortDuration(s.Took))
+			}
+			b.WriteString(" [" + strings.Join(done, ", ") + "]")
+		} else {
+			fmt.Fprintf(&b, "; %s took %s", last.Name, shortDuration(last.Took))
+			if last.Name == "catch-up" && p.FenceLag >= 0 {
+				fmt.Fprintf(&b, " from %s behind the fence", check.PrettyBytes(p.FenceLag))
+			}
+		}
+	}
+	if bar {
+		return fitLine(b.String())
+	}
+	return b.String()
+}
+
+// shortDuration is "12 ms" under a second, else "3.2s".
+func shortDuration(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
+	return d.Round(100 * time.Millisecond).String()
 }

@@ -64,8 +64,8 @@ func newSession(g *globals, command string) (*session, error) {
 	if err != nil {
 		return nil, &usageError{err}
 	}
-	if g.bar != nil {
-		g.bar.setDir(m.ContextDir)
+	if g.bar != nil && (command == "migrate" || command == "create-sub") {
+		g.bar.follow((&copyLine{dir: m.ContextDir}).render, 250*time.Millisecond)
 	}
 	return &session{g: g, command: command, m: m}, nil
 }

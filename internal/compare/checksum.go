@@ -87,7 +87,6 @@ type engine struct {
 	mu       sync.Mutex
 	differed map[*job][]spanResult
 	rows     atomic.Int64 // source rows compared
-	spans    atomic.Int64 // spans done
 	total    int64        // spans in all
 	// replicating: the migration's slot exists, the target may lag.
 	replicating bool
@@ -167,6 +166,11 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 		}
 	}
 	e.total = int64(len(tasks))
+	for _, j := range jobs {
+		if len(j.spans) == 0 {
+			e.o.Progress.tableDone(0, j.s.Bytes)
+		}
+	}
 	if e.replicating, err = e.isReplicating(ctx, src); err != nil {
 		return err
 	}
@@ -200,8 +204,7 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 
 	slog.Debug(fmt.Sprintf("compare: snapshots open after %s", time.Since(snapStart).Round(time.Millisecond)))
 	passStart := time.Now()
-	stop := e.progress(ctx)
-	defer stop()
+	e.o.Progress.hashing(e.total)
 	ch := make(chan task)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -235,6 +238,7 @@ func (e *engine) runChecksum(ctx context.Context, src, dst *cluster.Conn, jobs [
 	dstDone()
 	slog.Debug(fmt.Sprintf("compare: %d range(s) hashed in %s (replicating: %v), %d differed", len(tasks), time.Since(passStart).Round(time.Millisecond), e.replicating, e.differedCount()))
 	settleStart := time.Now()
+	e.o.Progress.begin(StageRecheck)
 	defer func() {
 		slog.Debug(fmt.Sprintf("compare: settled in %s", time.Since(settleStart).Round(time.Millisecond)))
 	}()
@@ -258,9 +262,17 @@ func (e *engine) pass(ctx context.Context, src, dst *cluster.Conn, t task) error
 	res := &e.r.Tables[t.j.i]
 	res.Source += sd.rows
 	res.Target += dd.rows
+	// A range's share of the table's size; the last range done adds what
+	// the shares left, so a finished table counts its whole size.
+	t.j.spansDone++
+	share := t.j.s.Bytes / int64(len(t.j.spans))
+	finished := t.j.spansDone == len(t.j.spans)
 	e.mu.Unlock()
 	e.rows.Add(sd.rows)
-	e.spans.Add(1)
+	e.o.Progress.rangeDone(sd.rows, share)
+	if finished {
+		e.o.Progress.tableDone(0, t.j.s.Bytes-share*int64(len(t.j.spans)))
+	}
 	e.throttle(ctx)
 	if sd == dd {
 		return nil
@@ -299,36 +311,6 @@ func (e *engine) throttle(ctx context.Context) {
 		case <-time.After(ahead):
 		}
 	}
-}
-
-// progress logs the ranges done, the rate and the ETA every few seconds.
-func (e *engine) progress(ctx context.Context) func() {
-	every := e.o.ProgressEvery
-	if every <= 0 {
-		every = 5 * time.Second
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				sp, rows := e.spans.Load(), e.rows.Load()
-				el := time.Since(e.start).Seconds()
-				eta := "unknown"
-				if sp > 0 {
-					eta = fmt.Sprintf("%.0fs", el*float64(e.total-sp)/float64(sp))
-				}
-				slog.Info(fmt.Sprintf("compare: %d/%d range(s), %d row(s) (%.0f rows/s), ETA %s", sp, e.total, rows, float64(rows)/el, eta))
-			}
-		}
-	}()
-	return func() { close(done) }
 }
 
 // settleAll decides what differed between the snapshots. Without

@@ -31,7 +31,9 @@ type Options struct {
 	// the target to apply the source's fence (default 60 s).
 	Retries       int
 	SettleTimeout time.Duration
-	ProgressEvery time.Duration // progress lines on stderr (default 5 s)
+	// Progress, when set, is kept up to date while Run runs, for the
+	// caller to show.
+	Progress *Progress
 }
 
 func (o Options) limit() int {
@@ -148,6 +150,20 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 		published = some
 	}
 	jobs := max(o.Jobs, 1)
+	if o.Progress == nil {
+		o.Progress = &Progress{}
+	}
+	pr := o.Progress
+	var size int64
+	for _, t := range published {
+		size += t.Bytes
+	}
+	pr.selected(len(published), size)
+	if o.Checksum {
+		pr.begin(StagePrepare)
+	} else {
+		pr.begin(StageCount)
+	}
 
 	r.Tables = make([]Table, len(published))
 	var todo []work
@@ -163,6 +179,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 			}
 			r.Tables[i].Source = n
 			r.Tables[i].Status = "missing"
+			pr.tableDone(n, t.Bytes)
 			r.Tables[i].Note = "no such table on the target"
 			continue
 		}
@@ -172,7 +189,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 		if err := checksumAll(ctx, m, src, dst, o, r, start, todo); err != nil {
 			return nil, err
 		}
-		return finish(ctx, src, dst, r, start)
+		return finish(ctx, src, dst, r, start, pr)
 	}
 	ch := make(chan work)
 	var wg sync.WaitGroup
@@ -195,6 +212,9 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 			defer wg.Done()
 			for wk := range ch {
 				res, err := compareTable(ctx, sc, dc, wk.s, wk.d)
+				if err == nil {
+					pr.tableDone(res.Source, wk.s.Bytes)
+				}
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -222,7 +242,7 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, o Opt
 	for _, t := range r.Tables {
 		r.RowsCompared += t.Source
 	}
-	return finish(ctx, src, dst, r, start)
+	return finish(ctx, src, dst, r, start, pr)
 }
 
 // checksumAll compares the tables' content by key range (see engine).
@@ -245,6 +265,8 @@ func checksumAll(ctx context.Context, m *config.Migration, src, dst *cluster.Con
 		}
 		if j != nil {
 			jobs = append(jobs, j)
+		} else {
+			o.Progress.tableDone(0, w.s.Bytes)
 		}
 	}
 	slog.Debug(fmt.Sprintf("compare: %d table(s) prepared (columns, keys, ranges) in %s", len(jobs), time.Since(t0).Round(time.Millisecond)))
@@ -263,7 +285,8 @@ func checksumAll(ctx context.Context, m *config.Migration, src, dst *cluster.Con
 }
 
 // finish compares the sequences and decides.
-func finish(ctx context.Context, src, dst *cluster.Conn, r *Report, start time.Time) (*Report, error) {
+func finish(ctx context.Context, src, dst *cluster.Conn, r *Report, start time.Time, pr *Progress) (*Report, error) {
+	pr.begin(StageSequences)
 	srcSeqs, err := sequence.Read(ctx, src)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,7 @@ type job struct {
 	dtypes     []string // and on the target
 	hash       string   // the row hash, the same SQL on both sides
 	spans      []span
+	spansDone  int // ranges hashed (engine.mu)
 	notSettled int
 }
 

@@ -53,6 +53,9 @@ type Options struct {
 	DryRun     bool
 	Journal    Journal
 	Out        io.Writer // one line per step
+	// Progress, when set, is kept up to date while the switch runs, for
+	// the caller to show.
+	Progress *Progress
 }
 
 // Step is one timed step inside the pause.
@@ -158,14 +161,22 @@ func run(ctx context.Context, m *config.Migration, d direction, o Options) (*Res
 	} else if done, err := describeInterrupted(d, o, say); err != nil || done {
 		return res, err
 	}
+	o.Progress.begin(StepPreflight, "")
 	if err := boundedPreflight(ctx, m, d, o, res, say); err != nil {
+		o.Progress.begin(StepAbandoned, "")
 		return res, err
 	}
 	if o.DryRun {
 		describePause(d, o)
 		return res, nil
 	}
-	return res, pause(ctx, m, d, o, res, say)
+	err := pause(ctx, m, d, o, res, say)
+	if err != nil {
+		o.Progress.begin(StepAbandoned, "")
+	} else {
+		o.Progress.begin(StepDone, "")
+	}
+	return res, err
 }
 
 // preflightLockTimeout bounds each lock the preflight waits for (the way
@@ -417,6 +428,8 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	start := time.Now()
 	deadline := start.Add(o.MaxPause)
 	last := start
+	o.Progress.fenced(start, o.MaxPause)
+	o.Progress.begin("fence", fenceDetail(o))
 	mark := func(name string) {
 		now := time.Now()
 		res.Steps = append(res.Steps, Step{Name: name, Took: now.Sub(last), MS: float64(now.Sub(last).Microseconds()) / 1000})
@@ -446,9 +459,11 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	}
 	mark("fence")
 	abort := func(reason error) error {
+		o.Progress.begin(StepLift, "")
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		uerr := unfence(uctx, d, o, bouncers, held)
+		o.Progress.lifted()
 		// Back to the asynchronous apply the migration runs with.
 		if err := alterSub(uctx, r, d.replica, "apply asynchronously again", replication.AlterSubscriptionSetSQL(d.current, replication.Str("synchronous_commit", "off"))); err != nil {
 			slog.Warn(err.Error())
@@ -471,16 +486,18 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 		return abort(err)
 	}
 
+	o.Progress.begin("catch-up", "")
 	lsn, err := fencePoint(ctx, d.primary)
 	if err != nil {
 		return abort(err)
 	}
 	fenceLSN, _ := pglogrepl.ParseLSN(lsn)
 	res.FenceLSN = lsn
-	if err := waitConfirmed(ctx, d.primary, d.currentSlot, fenceLSN, deadline); err != nil {
+	if err := waitConfirmed(ctx, d.primary, d.currentSlot, fenceLSN, deadline, o.Progress); err != nil {
 		return abort(err)
 	}
 	mark("catch-up")
+	o.Progress.begin("sequences", "")
 	seq, err := sequence.Copy(ctx, r, d.primary, d.replica, 0)
 	if err != nil {
 		return abort(err)
@@ -498,6 +515,7 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	}
 
 	// The switch: from here on the replica is the primary.
+	o.Progress.begin("switch replication", "")
 	sub, err := replication.Find(ctx, d.replica, d.current)
 	if err != nil || sub == nil {
 		return abort(fmt.Errorf("%s: subscription %q vanished: %v", d.replica.Side, d.current, err))
@@ -539,6 +557,7 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 	}
 	journal("switched")
 	mark("switch replication")
+	o.Progress.begin("route traffic", routeDetail(o))
 	if err := liftOnReplica(ctx, d, o.Journal, say); err != nil {
 		return fmt.Errorf("%s: replication switched to %s, but %w; give them LOGIN there by hand (a rerun of pgmove %s finishes it)", d.name, d.replica.Side, err, d.name)
 	}
@@ -548,11 +567,13 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 		return fmt.Errorf("%s: replication switched to %s, but pointing the traffic failed: %w; point it by hand, then RESUME (a rerun of pgmove %s finishes it)", d.name, d.replica.Side, err, d.name)
 	}
 	mark("route traffic")
+	o.Progress.begin("resume", "")
 	if err := resume(ctx, d, o, bouncers, held, true); err != nil {
 		return fmt.Errorf("%s: switched, but lifting the fence failed: %w; a rerun of pgmove %s finishes it", d.name, err, d.name)
 	}
 	mark("resume")
 	res.PauseMS = float64(time.Since(start).Microseconds()) / 1000
+	o.Progress.lifted()
 	if o.Journal != nil {
 		_ = o.Journal.Record(d.name, state.Done, fmt.Sprintf("paused %.0f ms", res.PauseMS), map[string]string{"pause_ms": fmt.Sprintf("%.1f", res.PauseMS), "fence_lsn": lsn,
 			"fenced_roles": strings.Join(held, ",")})
@@ -562,6 +583,7 @@ func pause(ctx context.Context, m *config.Migration, d direction, o Options, res
 		parts = append(parts, fmt.Sprintf("%s %.0f ms", s.Name, s.MS))
 	}
 	say("done: the application was paused %.0f ms (%s); it now writes to the %s", res.PauseMS, strings.Join(parts, ", "), d.replica.Side)
+	o.Progress.begin(StepAftercare, "")
 	aftercare(ctx, r, d, say)
 	return nil
 }
@@ -946,7 +968,7 @@ func fencePoint(ctx context.Context, c *cluster.Conn) (string, error) {
 // waitConfirmed waits until the slot's subscriber confirmed it flushed
 // everything up to lsn: the proof the replica applied every commit before
 // the fence (the apply commits synchronously during the switch).
-func waitConfirmed(ctx context.Context, c *cluster.Conn, slot string, lsn pglogrepl.LSN, deadline time.Time) error {
+func waitConfirmed(ctx context.Context, c *cluster.Conn, slot string, lsn pglogrepl.LSN, deadline time.Time, p *Progress) error {
 	for {
 		st, err := replication.ReadSlot(ctx, c, slot)
 		if err != nil {
@@ -955,6 +977,7 @@ func waitConfirmed(ctx context.Context, c *cluster.Conn, slot string, lsn pglogr
 		if !st.Exists {
 			return fmt.Errorf("%s: replication slot %q is gone", c.Side, slot)
 		}
+		p.lag(int64(lsn) - int64(st.ConfirmedFlush))
 		if st.ConfirmedFlush >= lsn {
 			return nil
 		}
@@ -1229,4 +1252,27 @@ func loginSQL(roles string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// fenceDetail says how the fence stops the writes, for the progress bar.
+func fenceDetail(o Options) string {
+	switch o.Fence {
+	case FencePgBouncer:
+		return fmt.Sprintf("PAUSE on %d pgbouncer(s)", len(o.Bouncers))
+	case FenceDatabase:
+		return fmt.Sprintf("LOGIN taken from %d role(s)", len(o.AppRoles))
+	}
+	return "none: the application stopped writing"
+}
+
+// routeDetail says what the traffic step runs, for the progress bar.
+func routeDetail(o Options) string {
+	var parts []string
+	if o.BouncerINI != "" {
+		parts = append(parts, "pgbouncer entry "+o.BouncerDB+" repointed")
+	}
+	if o.SwitchHook != "" {
+		parts = append(parts, "--switch-hook running")
+	}
+	return strings.Join(parts, ", ")
 }
