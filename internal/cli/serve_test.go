@@ -178,6 +178,9 @@ func TestProgressServe(t *testing.T) {
 			<-exited
 		}
 	})
+	// A real Prometheus scrapes it every second, with the example job.
+	instance := fmt.Sprintf("127.0.0.1:%d", port)
+	prom := startPrometheus(t, instance)
 
 	// 1. Caught up after migrate.
 	s1 := waitScrape(t, base, time.Now(), "the phase caught_up", func(s *scrape) bool {
@@ -282,6 +285,37 @@ func TestProgressServe(t *testing.T) {
 		}
 	}
 
+	// 4b. Through that Prometheus, as Grafana would: each dashboard
+	// variable offers this migration, and every panel's query returns a
+	// series (the pause's once a switchover ran, step 8), with the figures
+	// of this migration.
+	board := readDashboard(t)
+	vars := prom.resolveVariables(t, board, map[string]string{"job": prom.job, "instance": instance})
+	prom.waitQuery(t, fmt.Sprintf(`pgmove_phase{phase="caught_up", instance=%q} == 1`, instance), 30*time.Second)
+	pausePanel := func(title string) bool { return strings.Contains(title, "pause") }
+	panels := prom.panelQueries(t, board, vars, func(title string) bool { return !pausePanel(title) }, 30*time.Second)
+	for key, series := range panels {
+		for _, s := range series {
+			t.Logf("prometheus: %s %v = %v", key, s.Metric, s.value())
+		}
+	}
+	if s := panels["Phase/A"]; len(s) != 1 || s[0].Metric["phase"] != "caught_up" {
+		t.Errorf("the Phase panel shows %v, want caught_up", s)
+	}
+	if s := panels["Rows copied/A"]; len(s) != 1 || s[0].value() != 550 {
+		t.Errorf("the Rows copied panel shows %v, want 550", s)
+	}
+	ready := false
+	for _, s := range panels["Tables per state/A"] {
+		ready = ready || s.Metric["state"] == "ready" && s.value() == 3
+	}
+	if !ready {
+		t.Errorf("the Tables per state panel shows %v, want 3 ready", panels["Tables per state/A"])
+	}
+	if s := panels["Copied/A"]; len(s) != 1 || s[0].value() <= 0 || s[0].value() > 1 {
+		t.Errorf("the Copied panel shows %v, want a fraction in (0, 1]", s)
+	}
+
 	// 5. /api/progress is progress --json's report.
 	body, err := getText(base + "/api/progress")
 	if err != nil {
@@ -372,6 +406,11 @@ func TestProgressServe(t *testing.T) {
 	}
 	if v, _ := s5.get("pgmove_phase", "phase", "switched_over"); v != 1 {
 		t.Errorf("after the switchover: phase switched_over = %v\n%s", v, s5.text)
+	}
+	// Prometheus has the pause too, for the dashboard's panel.
+	panels = prom.panelQueries(t, board, vars, pausePanel, 30*time.Second)
+	if s := panels["Last switchover pause/A"]; len(s) != 1 || s[0].Metric["step"] != "switchover" || math.Abs(s[0].value()-pauseMS/1000) > 1e-9 {
+		t.Errorf("the pause panel shows %v, the journal says %v ms", s, pauseMS)
 	}
 
 	// 9. A second --serve on the same address: one line, exit 1.
