@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +30,10 @@ import (
 	"github.com/pgmove/pgmove/internal/state"
 )
 
-var updateDocs = flag.Bool("update-docs", false, "write the screenshot of progress --serve's page to docs/progress-serve.png")
+var (
+	updateDocs     = flag.Bool("update-docs", false, "write the screenshot of progress --serve's page to docs/progress-serve.png")
+	updatePromShot = flag.Bool("update-prometheus-png", false, "write the screenshot of Prometheus's graph of the metrics to docs/prometheus-graph.png")
+)
 
 // scrape is one GET of /metrics, parsed; nil while nothing answers.
 type scrape struct {
@@ -411,6 +415,27 @@ func TestProgressServe(t *testing.T) {
 	panels = prom.panelQueries(t, board, vars, pausePanel, 30*time.Second)
 	if s := panels["Last switchover pause/A"]; len(s) != 1 || s[0].Metric["step"] != "switchover" || math.Abs(s[0].value()-pauseMS/1000) > 1e-9 {
 		t.Errorf("the pause panel shows %v, the journal says %v ms", s, pauseMS)
+	}
+	if *updatePromShot {
+		// Prometheus's own graph page, for the README: the lag as it grew
+		// and drained (steps 2, 3), absent while the source was down
+		// (step 7), and the WAL the slot retained.
+		q := neturl.Values{}
+		for i, expr := range []string{"pgmove_replication_lag_bytes", "pgmove_slot_retained_wal_bytes"} {
+			g := fmt.Sprintf("g%d.", i)
+			q.Set(g+"expr", expr)
+			q.Set(g+"tab", "0")
+			q.Set(g+"range_input", "1m")
+		}
+		shot := filepath.Join(t.TempDir(), "prometheus-graph.png")
+		chromium(t, "--virtual-time-budget=3000", "--window-size=1280,1420", "--screenshot="+shot, prom.base+"/classic/graph?"+q.Encode())
+		png, err := os.ReadFile(shot)
+		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+			t.Fatalf("screenshot of prometheus: %v", err)
+		}
+		if err := os.WriteFile("../../docs/prometheus-graph.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// 9. A second --serve on the same address: one line, exit 1.
