@@ -195,6 +195,11 @@ func switchBarAndLines(t *testing.T, p *pair, script, bin string) {
 	if strings.ContainsAny(r.stderr, "\r\x1b") {
 		t.Errorf("rollback with stderr a pipe drew a bar:\n%q", r.stderr)
 	}
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, " rollback: ") {
+			t.Logf("rollback's line: %s", l)
+		}
+	}
 	for _, re := range []string{
 		`rollback: preflight; elapsed \d+ ms`,
 		`rollback: fence \(none: the application stopped writing\); elapsed [^,\n]+, paused 0 ms of at most 2s; preflight took [^\n]+`,
