@@ -42,12 +42,18 @@ func (g *globals) startBar() {
 	if g.bar != nil || g.logFormat != "text" || !isTerminal(g.stderr) {
 		return
 	}
-	b := &bar{w: g.stderr, ticks: make(chan time.Duration, 1), poked: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	b := newBar(g.stderr)
 	g.bar, g.stderr = b, b
 	if isTerminal(g.stdout) {
 		g.stdout = &barred{b: b, w: g.stdout}
 	}
+}
+
+// newBar starts a bar drawing on w.
+func newBar(w io.Writer) *bar {
+	b := &bar{w: w, ticks: make(chan time.Duration, 1), poked: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.run()
+	return b
 }
 
 // follow draws line on the bar, redrawn every tick and on each poke,

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,5 +77,75 @@ func TestSwitchLine(t *testing.T) {
 		if strings.ContainsAny(switchLine("switchover", c.p, true), "\r\n") {
 			t.Errorf("a bar line with a line break")
 		}
+	}
+}
+
+// lockedBuffer is a terminal for a bar: its writes come from the bar's
+// goroutine and the test's.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The bar redraws its line as it changes, clears it before each log line
+// (which stays whole) and draws it again after, and draws nothing once
+// stopped; a poke redraws at once, whatever the tick.
+func TestBarRedrawsAndClears(t *testing.T) {
+	var term lockedBuffer
+	b := newBar(&term)
+	g := &globals{bar: b}
+	defer g.stopBar()
+	var n atomic.Int64
+	stop := b.follow(func(time.Time) string { return fmt.Sprintf("line %d", n.Load()) }, time.Hour)
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(term.String(), want); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the bar never drew %q:\n%q", want, term.String())
+			}
+		}
+	}
+	waitFor("line 0") // follow pokes: no hour's wait for the tick
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 25 {
+				fmt.Fprintf(b, "log %d.%d\n", i, j)
+				n.Add(1)
+				b.poke()
+			}
+		}()
+	}
+	wg.Wait()
+	b.poke()
+	waitFor("line 100")
+	stop()
+	fmt.Fprint(b, "after\n")
+	out := term.String()
+	for _, l := range strings.Split(out, "\n") {
+		// Each log line begins on a cleared line, after the bar's line.
+		if i := strings.LastIndex(l, "\r\x1b[K"); i >= 0 {
+			l = l[i+4:]
+		}
+		if l != "" && !regexp.MustCompile(`^(log \d\.\d+|after|line \d+)$`).MatchString(l) {
+			t.Errorf("a broken line %q in:\n%q", l, out)
+		}
+	}
+	if !strings.HasSuffix(out, "line 100\r\x1b[Kafter\n") {
+		t.Errorf("after stop the bar was not cleared, or drew again:\n%q", out)
 	}
 }
