@@ -163,9 +163,14 @@ func TestProgressServe(t *testing.T) {
 	p := newPairWith(t, 15, 17, []func(*pgserver.Options){func(o *pgserver.Options) { o.Keep = true }}) // stopped and started again
 	t.Cleanup(func() { _ = p.src.Remove() })
 	phaseSource(t, p)
+	port := deadPort(t)
+	// A real Prometheus scrapes progress --serve every second, with the
+	// example job; started first, as it applies its targets only some
+	// seconds after it starts.
+	instance := fmt.Sprintf("127.0.0.1:%d", port)
+	prom := startPrometheus(t, instance)
 	p.must("migrate")
 	bin := buildPgmove(t)
-	port := deadPort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "-c", p.config, "progress", "--serve", fmt.Sprintf(":%d", port), "--interval", "500ms")
 	var stderr bytes.Buffer
@@ -182,9 +187,6 @@ func TestProgressServe(t *testing.T) {
 			<-exited
 		}
 	})
-	// A real Prometheus scrapes it every second, with the example job.
-	instance := fmt.Sprintf("127.0.0.1:%d", port)
-	prom := startPrometheus(t, instance)
 
 	// 1. Caught up after migrate.
 	s1 := waitScrape(t, base, time.Now(), "the phase caught_up", func(s *scrape) bool {
