@@ -18,20 +18,6 @@ import (
 	"github.com/pgmove/pgmove/internal/pgserver"
 )
 
-// serverSettings are the same on every server, whatever the tool. The
-// sync workers are PostgreSQL's default on purpose: the native path is
-// measured as users get it.
-var serverSettings = map[string]string{
-	"shared_buffers":                    "512MB",
-	"max_wal_size":                      "16GB",
-	"checkpoint_timeout":                "30min",
-	"maintenance_work_mem":              "512MB",
-	"max_replication_slots":             "50",
-	"max_wal_senders":                   "50",
-	"max_logical_replication_workers":   "8",
-	"max_sync_workers_per_subscription": "2",
-}
-
 // fallbackMajor is the newest major pgcopydb 0.10 (Debian's) supports: when
 // it fails against the chosen target, the dataset is run again on a target
 // of this major for pgcopydb and pgmove, so their ratio compares like with like.
@@ -164,13 +150,7 @@ func (b *bench) run(ctx context.Context) error {
 		Target:        shortVersion(b.dst[b.o.dstMajor]),
 		FullSize:      b.o.fullSize(),
 	}
-	b.results.Settings = map[string]string{}
-	for k, v := range serverSettings {
-		b.results.Settings[k] = v
-	}
-	for _, k := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
-		b.results.Settings[k] = "off"
-	}
+	b.results.Settings = b.o.serverSettings()
 	writeHeader(b.stdout, b.results, b.o)
 
 	for _, name := range b.o.datasets() {
@@ -270,7 +250,7 @@ func (b *bench) target(ctx context.Context, major int) (*pgserver.Server, error)
 
 func (b *bench) startServer(ctx context.Context, major int, name string) (*pgserver.Server, error) {
 	b.progress("starting PostgreSQL %d (%s)", major, name)
-	s, err := pgserver.Start(ctx, pgserver.Options{Major: major, Name: name, Password: b.password, Settings: serverSettings, Keep: b.o.keep})
+	s, err := pgserver.Start(ctx, pgserver.Options{Major: major, Name: name, Password: b.password, Settings: b.o.serverSettings(), Keep: b.o.keep})
 	if err != nil {
 		return nil, err
 	}

@@ -64,10 +64,11 @@ type options struct {
 	results            string
 	// -switchover: the switchover bench instead of the copy bench.
 	switchover   bool
-	clients      int // pgbench -c
-	rate         int // pgbench -R; 0: as fast as it goes
-	phaseSeconds int // pgbench -T of each phase
-	compare            bool // the compare benchmark instead (bench/compare.go)
+	clients      int  // pgbench -c
+	rate         int  // pgbench -R; 0: as fast as it goes
+	phaseSeconds int  // pgbench -T of each phase
+	compare      bool // the compare benchmark instead (bench/compare.go)
+	fsyncOff     bool // -fsync-off: servers without disk flushes (bench/settings.go)
 }
 
 // The sizes the targets were set for.
@@ -174,12 +175,17 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	fs.IntVar(&o.rate, "rate", 1000, "-switchover: pgbench -R, transactions per second in all (0: as fast as it goes)")
 	fs.IntVar(&o.phaseSeconds, "phase-seconds", 15, "-switchover: pgbench -T of each phase (3 s before pgmove starts, the rest during and after it)")
 	fs.BoolVar(&o.compare, "compare", false, "run the compare benchmark instead (make bench-compare): count(*) against compare --checksum on pgbench -scale, equal, one changed row, under writes")
+	fs.BoolVar(&o.fsyncOff, "fsync-off", false, "servers with fsync, full_page_writes and synchronous_commit off (the earlier bench's; not production figures);\n"+
+		"the default is production settings (bench/settings.go). -switchover and -compare default to it, as their figures were measured so")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if (o.switchover || o.compare) && !set["fsync-off"] {
+		o.fsyncOff = true
+	}
 	if o.switchover {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		for name, v := range map[string]struct {
 			p *int
 			v int

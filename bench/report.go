@@ -169,10 +169,7 @@ func writeHeader(w io.Writer, res results, o *options) {
 		fmt.Fprintf(w, " (%s)", res.GitCommit)
 	}
 	fmt.Fprintf(w, ", %d cores, --jobs %d; source PostgreSQL %s -> target PostgreSQL %s, loopback\n", res.Cores, res.Jobs, res.Source, res.Target)
-	fmt.Fprintln(w, "servers (both sides, every tool): shared_buffers=512MB max_wal_size=16GB checkpoint_timeout=30min maintenance_work_mem=512MB")
-	fmt.Fprintln(w, "  max_replication_slots=50 max_wal_senders=50 max_logical_replication_workers=8")
-	fmt.Fprintln(w, "  max_sync_workers_per_subscription=2: PostgreSQL's default, so the native path is measured as users get it")
-	fmt.Fprintln(w, "  fsync=off synchronous_commit=off full_page_writes=off: pgmove's test-server defaults (no disk flushes on any side)")
+	writeSettings(w, o)
 	fmt.Fprintln(w, "tools: native = pgmove migrate --copy native (full schema, then PostgreSQL's table sync); pgmove = pgmove migrate;")
 	fmt.Fprintln(w, "  pgcopydb = pgcopydb clone. Each gets a fresh empty target database; seconds are the whole command, wall clock.")
 	fmt.Fprintln(w, "  MB/s = the source's table data (sum of pg_table_size, MB of 2^20 bytes) / seconds. Peak RSS = ru_maxrss of the tool's process")
@@ -222,6 +219,7 @@ func writeDataset(w io.Writer, res results, ds *datasetResult) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%.1f\t%s\t%.0f MB\t%s\n", r.Tool, r.Round, target, r.Seconds, r.MBps, vs, r.PeakRSSMB, check)
 	}
 	tw.Flush()
+	writePhases(w, ds)
 	writeTargets(w, ds)
 }
 

@@ -752,7 +752,7 @@ func writeSwitchoverHeader(w io.Writer, res *switchoverResults, o *options) {
 	fmt.Fprintln(w, "pause = from the fence to RESUME as pgmove reports it; the probe's longest gap = the longest time between two of its")
 	fmt.Fprintln(w, "  commits in the phase (10 ms of it is the probe's own sleep). Lost = acknowledged probe rows missing on a side at the")
 	fmt.Fprintln(w, "  end, once the target caught up.")
-	fmt.Fprintln(w, "servers: fsync=off synchronous_commit=off full_page_writes=off (pgmove's test-server defaults)")
+	writeSettings(w, o)
 }
 
 func writeSwitchover(w io.Writer, res *switchoverResults) {

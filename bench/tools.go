@@ -51,6 +51,9 @@ type runResult struct {
 	// Leftovers is what the tool's own cleanup left and bench dropped.
 	Leftovers string `json:"leftovers,omitempty"`
 	Log       string `json:"log,omitempty"`
+	// Phases are the seconds of each phase of migrate, from pgmove's own
+	// log (bench/phases.go); none for pgcopydb.
+	Phases map[string]float64 `json:"phases,omitempty"`
 }
 
 // ok reports whether the run finished and its target equals the source.
@@ -84,10 +87,10 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 		return fail(fmt.Errorf("target: %w", err))
 	}
 	// The same starting point for every tool: no autovacuum at work, no
-	// dirty buffers to write out, and no dirty page cache either: the
-	// servers run with fsync off, so what the previous tool wrote is still
-	// on its way to the disk, and the kernel would throttle the next tool's
-	// writes while it drains.
+	// dirty buffers to write out, and no dirty page cache either: with
+	// -fsync-off, what the previous tool wrote is still on its way to the
+	// disk, and the kernel would throttle the next tool's writes while it
+	// drains (with fsync on, the checkpoint flushed it already).
 	for _, s := range []*pgserver.Server{b.src, dst} {
 		if err := b.quiesce(ctx, s); err != nil {
 			return fail(err)
@@ -108,9 +111,9 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 	var argv []string
 	switch tool {
 	case toolNative:
-		argv = []string{b.o.pgmove, "--src", srcURL, "--dst", dstURL, "migrate", "--copy", "native"}
+		argv = []string{b.o.pgmove, "--src", srcURL, "--dst", dstURL, "--log-format", "json", "migrate", "--copy", "native"}
 	case toolPgmove:
-		argv = []string{b.o.pgmove, "--src", srcURL, "--dst", dstURL, "migrate", "--jobs", strconv.Itoa(b.o.jobs)}
+		argv = []string{b.o.pgmove, "--src", srcURL, "--dst", dstURL, "--log-format", "json", "migrate", "--jobs", strconv.Itoa(b.o.jobs)}
 		argv = append(argv, b.o.pgmoveArgs...)
 	case toolPgcopydb:
 		argv = []string{b.pgcopydb, "clone", "--source", srcURL, "--target", dstURL,
@@ -144,6 +147,9 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 		r.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
 	}
 	log.Sync()
+	if tool != toolPgcopydb {
+		r.Phases = readPhases(r.Log)
+	}
 
 	if runErr != nil {
 		msg := failureLine(r.Log, tool)
@@ -358,6 +364,9 @@ func failureLine(path, tool string) string {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "# ") {
 			continue
+		}
+		if msg, ok := jsonMessage(line); ok {
+			line = msg
 		}
 		last = line
 		if firstError == "" && tool == toolPgcopydb && strings.Contains(line, " ERROR ") {

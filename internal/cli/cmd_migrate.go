@@ -15,6 +15,7 @@ import (
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
 	"github.com/pgmove/pgmove/internal/copy"
+	"github.com/pgmove/pgmove/internal/phase"
 	"github.com/pgmove/pgmove/internal/progress"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
@@ -62,12 +63,17 @@ changes nothing. --json prints what was done as one JSON object.
 (exit 3) on a lost slot.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			began := time.Now()
 			s, err := newSession(g, "migrate")
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			return s.withJSON(o.json, o.dryRun, func() error { return runMigrate(cmd.Context(), s, o) })
+			err = s.withJSON(o.json, o.dryRun, func() error { return runMigrate(cmd.Context(), s, o) })
+			if err == nil && !o.dryRun {
+				phase.Done(phase.Migrate, began)
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -108,6 +114,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	defer func() { dump.Discard() }()
 	co := carryFlags{withOwners: o.withOwners, withGrants: o.withGrants, roles: o.roles}.options()
 	co.Probe = true
+	began := time.Now()
 	r, err := doCheckAnd(ctx, s, o.copy.method, co, func() { dump = schema.StartDump(ctx, s.m, s.src.Major()) })
 	if err != nil {
 		return err
@@ -130,6 +137,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 	}
 	msg := fmt.Sprintf("check: ready (%d warning(s); pgmove check shows them)", r.Warnings())
 	s.addStep("check", "done", msg, nil)
+	phase.Done(phase.Check, began)
 	fmt.Fprintln(out, msg)
 	dry := o.dryRun
 	if dry {
@@ -177,9 +185,17 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 				co.Jobs = copyOpts.Jobs
 			}
 			co.DryRun, co.Out, co.SQL = dry, out, dry
+			t0 := time.Now()
 			res, err := schema.Copy(ctx, s.m, s.src, s.dst, co)
 			if err != nil {
 				return "", nil, err
+			}
+			if !dry {
+				name := phase.Schema
+				if snapshot {
+					name = phase.PreData
+				}
+				phase.Done(name, t0, "objects", res.Restored)
 			}
 			archive = res.Archive
 			noteSchema(s, res)
@@ -195,9 +211,13 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		}
 	}
 	if err := s.step("create-pub", func() (string, map[string]string, error) {
+		t0 := time.Now()
 		res, err := ensurePublication(ctx, s, dry, false)
 		if err != nil {
 			return "", nil, err
+		}
+		if !dry {
+			phase.Done(phase.Publication, t0)
 		}
 		notePublication(s, res)
 		msg := res.Summary(s.m.PubName)
@@ -238,10 +258,12 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 			return err
 		}
 	} else if err := s.step("create-sub", func() (string, map[string]string, error) {
+		t0 := time.Now()
 		res, err := ensureSubscription(ctx, s, false, false)
 		if err != nil {
 			return "", nil, err
 		}
+		phase.Done(phase.Subscription, t0)
 		noteSubscription(s, res)
 		msg := "create-sub: " + subscriptionMessage(s.m.SubName, res, false)
 		fmt.Fprintln(out, msg)
@@ -250,6 +272,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 		return err
 	}
 	return s.step("catch-up", func() (string, map[string]string, error) {
+		t0 := time.Now()
 		r, err := waitCaughtUp(ctx, s, maxLag, maxRetained, o.timeout)
 		if err != nil {
 			return "", nil, err
@@ -264,6 +287,7 @@ func runMigrate(ctx context.Context, s *session, o *migrateOptions) error {
 			fmt.Fprintf(out, "large objects: %d copied ahead of the switch (copy-seq carries later changes)\n", lo.Created+lo.Replaced)
 		}
 		s.note("large_objects_copied", lo.Created+lo.Replaced)
+		phase.Done(phase.CatchUp, t0)
 		msg := "caught up: " + r.Summary()
 		fmt.Fprintln(out, msg)
 		fmt.Fprintln(out, "next: stop writes on the source, pgmove progress --wait, pgmove copy-seq (sequences, large objects, unlogged tables, materialized views), pgmove compare --checksum, then switch traffic to the target")

@@ -15,6 +15,7 @@ import (
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/phase"
 	"github.com/pgmove/pgmove/internal/replication"
 	"github.com/pgmove/pgmove/internal/schema"
 	"github.com/pgmove/pgmove/internal/state"
@@ -135,9 +136,11 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 		} else if len(full) > 0 {
 			return nil, fmt.Errorf("target: %d table(s) already hold rows (%s); the copy loads into empty tables: empty them, or point dst at an empty database", len(full), cluster.ListSome(full, 3))
 		}
+		t0 := time.Now()
 		if err := copyData(ctx, m, src, dst, spec.Slot, published, leaves, ssnap, dsnap, o, res, say); err != nil {
 			return nil, err
 		}
+		phase.Done(phase.Copy, t0, "tables", len(leaves), "rows", res.Rows, "bytes", res.Bytes)
 	}
 
 	start := time.Now()
@@ -163,6 +166,7 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 	if err != nil {
 		return nil, err
 	}
+	phase.Done(phase.Indexes, start, "built", n, "built_while_copying", inline)
 	if inline > 0 {
 		say("index: %d index(es) and constraint(s) built in %s, and %d of small tables while copying", n, res.IndexTime.Round(100*time.Millisecond), inline)
 	} else {
@@ -171,13 +175,17 @@ func Handoff(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, p
 	// The rest of the schema goes in before the subscription starts: DDL
 	// such as ADD FOREIGN KEY or ATTACH PARTITION racing the apply worker's
 	// row locks deadlocks.
+	t0 := time.Now()
 	if err := RestoreRest(ctx, m, src, dst, o); err != nil {
 		return nil, err
 	}
+	phase.Done(phase.PostData, t0)
 	o.Copy.Status.SetPhase("done")
+	t0 = time.Now()
 	if _, err := replication.AttachSubscription(ctx, o.Runner, src, dst, spec, res.ConsistentPoint); err != nil {
 		return nil, err
 	}
+	phase.Done(phase.Subscription, t0)
 	say("subscription: %q streams changes from the copy's consistent point %s", spec.Name, res.ConsistentPoint)
 	return res, nil
 }

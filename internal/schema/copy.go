@@ -13,6 +13,7 @@ import (
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
 	"github.com/pgmove/pgmove/internal/config"
+	"github.com/pgmove/pgmove/internal/phase"
 )
 
 // CopyOptions tune copy-schema.
@@ -206,7 +207,7 @@ func dumpSource(ctx context.Context, m *config.Migration, dump, restore *Tool, o
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	slog.Debug("source: schema dumped", "took", time.Since(t0).Round(time.Millisecond), "entries", len(a.Entries))
+	phase.Done(phase.Dump, t0, "entries", len(a.Entries))
 	return a, nil
 }
 
