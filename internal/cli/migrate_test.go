@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgmove/pgmove/internal/pgserver"
+	"github.com/pgmove/pgmove/internal/phase"
 	"github.com/pgmove/pgmove/internal/pgtest"
 	"github.com/pgmove/pgmove/internal/schema"
 )
@@ -133,10 +134,12 @@ func TestMigratePgbenchUnderLoad(t *testing.T) {
 			p.must("check-replica-identity-solution", "--apply")
 			p.must("check")
 
-			r = p.must("migrate")
+			r = p.must("--log-format", "json", "migrate")
 			if !strings.Contains(r.stdout, "caught up") {
 				t.Fatalf("migrate did not report the catch-up: %s", r)
 			}
+			assertPhases(t, r.stderr, phase.Check, phase.Dump, phase.PreData, phase.Publication, phase.Copy,
+				phase.Indexes, phase.PostData, phase.Subscription, phase.CatchUp)
 			time.Sleep(time.Second) // writes keep flowing through the subscription
 			w.stop(t)
 			p.waitLagZero()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pgmove/pgmove/internal/pgtest"
+	"github.com/pgmove/pgmove/internal/phase"
 )
 
 // TestZeroColumnTables migrates tables with no column to copy: none at all,
@@ -97,9 +98,11 @@ func TestZeroColumnTables(t *testing.T) {
 			if err := os.WriteFile(cfg, []byte(native), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if r := pgmove(t, "-c", cfg, "migrate", "--copy", "native"); r.code != 0 {
+			r = pgmove(t, "-c", cfg, "--log-format", "json", "migrate", "--copy", "native")
+			if r.code != 0 {
 				t.Fatalf("migrate --copy native: %s", r)
 			}
+			assertPhases(t, r.stderr, phase.Check, phase.Dump, phase.Schema, phase.Publication, phase.Subscription, phase.CatchUp)
 			for _, tbl := range tables[:3] {
 				q := "SELECT count(*) FROM " + tbl
 				if s, d := pgtest.QueryValue[int64](t, p.src, "meta", q), pgtest.QueryValue[int64](t, p.dst, "native", q); s != d {
