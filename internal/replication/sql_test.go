@@ -66,3 +66,38 @@ func TestSubConninfoRedacts(t *testing.T) {
 		t.Errorf("publisher timeouts not disabled: %q", secret)
 	}
 }
+
+// TestPublicationSQLChunks: a publication of many tables is made by one
+// string of statements of at most pubTablesPerStatement tables each, every
+// table named exactly once.
+func TestPublicationSQLChunks(t *testing.T) {
+	var tables []string
+	for i := range 2*pubTablesPerStatement + 1 {
+		tables = append(tables, `"public".`+`"t`+strings.Repeat("x", i%3)+string(rune('a'+i%26))+`"`)
+	}
+	for _, tc := range []struct {
+		sql   string
+		first string
+	}{
+		{CreatePublicationSQL("pub", tables, pubOptions(150000)), "CREATE PUBLICATION"},
+		{AlterPublicationTablesSQL("pub", "ADD", tables), "ALTER PUBLICATION"},
+	} {
+		stmts := strings.Split(tc.sql, ";\n")
+		if len(stmts) != 3 || !strings.HasPrefix(stmts[0], tc.first) {
+			t.Fatalf("want 3 statements, the first %s; got %d:\n%.300s", tc.first, len(stmts), tc.sql)
+		}
+		n := 0
+		for i, s := range stmts {
+			if i > 0 && !strings.HasPrefix(s, `ALTER PUBLICATION "pub" ADD TABLE `) {
+				t.Errorf("statement %d: %.80s", i, s)
+			}
+			n += strings.Count(s, `"public".`)
+		}
+		if n != len(tables) {
+			t.Errorf("%d tables named, want %d", n, len(tables))
+		}
+	}
+	if !strings.Contains(CreatePublicationSQL("pub", tables, pubOptions(150000)), "WITH (") {
+		t.Error("the options are lost")
+	}
+}
