@@ -73,6 +73,7 @@ func (t *Table) HasIdentity() bool {
 type Snapshot struct {
 	Tables    []*Table
 	byOID     map[uint32]*Table
+	byName    map[[2]string]*Table // Find's: callers look up every table of another snapshot
 	Sequences []*Sequence
 }
 
@@ -81,6 +82,9 @@ func (s *Snapshot) ByOID(oid uint32) *Table { return s.byOID[oid] }
 
 // Find returns the relation schema.name, or nil.
 func (s *Snapshot) Find(schema, name string) *Table {
+	if s.byName != nil {
+		return s.byName[[2]string{schema, name}]
+	}
 	for _, t := range s.Tables {
 		if t.Schema == schema && t.Name == name {
 			return t
@@ -120,7 +124,7 @@ func readTables(ctx context.Context, c *cluster.Conn, sizes bool) (*Snapshot, er
 	if err != nil {
 		return nil, c.Wrap("list tables", err)
 	}
-	snap := &Snapshot{byOID: map[uint32]*Table{}}
+	snap := &Snapshot{byOID: map[uint32]*Table{}, byName: map[[2]string]*Table{}}
 	for rows.Next() {
 		t := &Table{}
 		var oid, root int64
@@ -138,6 +142,7 @@ func readTables(ctx context.Context, c *cluster.Conn, sizes bool) (*Snapshot, er
 		}
 		snap.Tables = append(snap.Tables, t)
 		snap.byOID[t.OID] = t
+		snap.byName[[2]string{t.Schema, t.Name}] = t
 	}
 	if err := rows.Err(); err != nil {
 		return nil, c.Wrap("list tables", err)

@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"reflect"
+	"runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pgmove/pgmove/internal/catalog"
 	"github.com/pgmove/pgmove/internal/cluster"
@@ -153,7 +157,14 @@ func Run(ctx context.Context, m *config.Migration, src, dst *cluster.Conn, srcEr
 		c.replicaIdentity, c.specialObjects, c.extensions, c.leftovers, c.blockers, c.targetTables, c.drift, c.coverage, c.apply,
 		c.missingRoles,
 	} {
-		if err := step(ctx); err != nil {
+		t0 := time.Now()
+		err := step(ctx)
+		if slog.Default().Enabled(ctx, slog.LevelDebug) {
+			name := runtime.FuncForPC(reflect.ValueOf(step).Pointer()).Name()
+			name = strings.TrimSuffix(name[strings.LastIndexByte(name, '.')+1:], "-fm")
+			slog.Debug("check: step done", "step", name, "took", time.Since(t0).Round(time.Millisecond))
+		}
+		if err != nil {
 			side := config.Source
 			if e, ok := err.(*cluster.Error); ok {
 				side = e.Side

@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgmove/pgmove/internal/pgserver"
-	"github.com/pgmove/pgmove/internal/phase"
 	"github.com/pgmove/pgmove/internal/pgtest"
+	"github.com/pgmove/pgmove/internal/phase"
 	"github.com/pgmove/pgmove/internal/schema"
 )
 
