@@ -63,8 +63,8 @@ func newBench(ctx context.Context, o *options, stdout, stderr io.Writer) (*bench
 	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
 		b.gitCommit = strings.TrimSpace(string(out))
 	}
-	if o.has(toolNative) || o.has(toolPgmove) || o.only != dataTables {
-		if b.pgbench, err = findPgbench(); err != nil && o.only != dataTables {
+	if o.has(toolNative) || o.has(toolPgmove) || o.hasData(dataPgbench) {
+		if b.pgbench, err = findPgbench(); err != nil && o.hasData(dataPgbench) {
 			return nil, err
 		}
 	}
@@ -150,10 +150,23 @@ func (b *bench) run(ctx context.Context) error {
 		Target:        shortVersion(b.dst[b.o.dstMajor]),
 		FullSize:      b.o.fullSize(),
 	}
-	b.results.Settings = b.o.serverSettings()
+	if b.results.Settings, err = b.liveSettings(ctx, b.src, b.dst[b.o.dstMajor]); err != nil {
+		return err
+	}
 	writeHeader(b.stdout, b.results, b.o)
 
 	for _, name := range b.o.datasets() {
+		if name == dataGrowth {
+			sets, err := b.runGrowth(ctx)
+			if err != nil {
+				return err
+			}
+			for _, ds := range sets {
+				b.results.Datasets = append(b.results.Datasets, ds.datasetResult)
+				writeDataset(b.stdout, b.results, &ds.datasetResult)
+			}
+			continue
+		}
 		ds, err := b.build(ctx, name)
 		if err != nil {
 			return err

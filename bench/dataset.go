@@ -60,12 +60,19 @@ type datasetResult struct {
 
 // build creates the dataset's database on the source and measures it.
 func (b *bench) build(ctx context.Context, name string) (*dataset, error) {
-	ds := &dataset{datasetResult: datasetResult{Name: name, Database: "bench_" + name}}
+	ds := &dataset{datasetResult: datasetResult{Name: name, Database: "bench_" + strings.ReplaceAll(name, "-", "_")}}
+	tables, rows := b.o.tables, b.o.rows
+	switch name {
+	case dataGrowthSmall:
+		tables, rows = b.o.growthTables, b.o.growthRows
+	case dataGrowthLarge:
+		tables, rows = b.o.growthTables*growthFactor, b.o.growthRows
+	}
 	switch name {
 	case dataPgbench:
 		ds.Description = fmt.Sprintf("pgbench scale %d", b.o.scale)
-	case dataTables:
-		ds.Description = fmt.Sprintf("%d tables of %d rows, each with a primary key and one more index", b.o.tables, b.o.rows)
+	default:
+		ds.Description = fmt.Sprintf("%d tables of %d rows, each with a primary key and one more index", tables, rows)
 	}
 	b.progress("%s: building %s in source database %s", name, ds.Description, ds.Database)
 	start := time.Now()
@@ -77,8 +84,8 @@ func (b *bench) build(ctx context.Context, name string) (*dataset, error) {
 	switch name {
 	case dataPgbench:
 		err = b.buildPgbench(ctx, ds.Database)
-	case dataTables:
-		err = b.buildTables(ctx, ds.Database)
+	default:
+		err = b.buildTables(ctx, ds.Database, tables, rows)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("source: build dataset %s: %w", name, err)
@@ -130,15 +137,15 @@ const tablesPerBatch = 25
 // buildTables creates t0001..tNNNN, each (id bigint primary key, a int,
 // b text, c timestamptz) with an index on a and rows of about 250 bytes, in
 // batches over two connections, then vacuums them.
-func (b *bench) buildTables(ctx context.Context, db string) error {
+func (b *bench) buildTables(ctx context.Context, db string, tables, rows int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan [2]int)
 	go func() {
 		defer close(batches)
-		for first := 1; first <= b.o.tables; first += tablesPerBatch {
+		for first := 1; first <= tables; first += tablesPerBatch {
 			select {
-			case batches <- [2]int{first, min(first+tablesPerBatch-1, b.o.tables)}:
+			case batches <- [2]int{first, min(first+tablesPerBatch-1, tables)}:
 			case <-ctx.Done():
 				return
 			}
@@ -148,7 +155,7 @@ func (b *bench) buildTables(ctx context.Context, db string) error {
 	errs := make([]error, 2)
 	for w := range errs {
 		wg.Go(func() {
-			errs[w] = b.fillTables(ctx, db, batches)
+			errs[w] = b.fillTables(ctx, db, rows, batches)
 			if errs[w] != nil {
 				cancel()
 			}
@@ -164,7 +171,7 @@ func (b *bench) buildTables(ctx context.Context, db string) error {
 }
 
 // fillTables creates the batches of tables it receives, on one connection.
-func (b *bench) fillTables(ctx context.Context, db string, batches <-chan [2]int) error {
+func (b *bench) fillTables(ctx context.Context, db string, rows int, batches <-chan [2]int) error {
 	conn, err := connect(ctx, b.src, db)
 	if err != nil {
 		return err
@@ -173,7 +180,7 @@ func (b *bench) fillTables(ctx context.Context, db string, batches <-chan [2]int
 	for batch := range batches {
 		var sql strings.Builder
 		for n := batch[0]; n <= batch[1]; n++ {
-			sql.WriteString(tableDDL(n, b.o.rows))
+			sql.WriteString(tableDDL(n, rows))
 		}
 		// No arguments: the simple protocol, one round trip and one
 		// implicit transaction for the whole batch.
@@ -206,7 +213,7 @@ type stats struct {
 	checksum *int64   // of pgbench_accounts, when asked for
 }
 
-// readStats counts the rows of every user table (one round trip), lists the
+// readStats counts the rows of every user table (a round trip per 500), lists the
 // valid indexes and, when asked, checksums pgbench_accounts.
 func readStats(ctx context.Context, conn *pgx.Conn, checksum bool) (stats, error) {
 	st := stats{tables: map[string]int64{}}
@@ -225,22 +232,28 @@ func readStats(ctx context.Context, conn *pgx.Conn, checksum bool) (stats, error
 	if err := rows.Err(); err != nil {
 		return st, fmt.Errorf("list tables: %w", err)
 	}
-	batch := &pgx.Batch{}
-	for _, n := range names {
-		batch.Queue("SELECT count(*) FROM " + n)
-	}
-	br := conn.SendBatch(ctx, batch)
-	for _, n := range names {
-		var c int64
-		if err := br.QueryRow().Scan(&c); err != nil {
-			br.Close()
-			return st, fmt.Errorf("count rows of %s: %w", n, err)
+	// In batches: one batch is one implicit transaction, which holds the
+	// locks of every table it counted (and of their indexes) to its end.
+	const perBatch = 500
+	for first := 0; first < len(names); first += perBatch {
+		part := names[first:min(first+perBatch, len(names))]
+		batch := &pgx.Batch{}
+		for _, n := range part {
+			batch.Queue("SELECT count(*) FROM " + n)
 		}
-		st.tables[n] = c
-		st.total += c
-	}
-	if err := br.Close(); err != nil {
-		return st, fmt.Errorf("count rows: %w", err)
+		br := conn.SendBatch(ctx, batch)
+		for _, n := range part {
+			var c int64
+			if err := br.QueryRow().Scan(&c); err != nil {
+				br.Close()
+				return st, fmt.Errorf("count rows of %s: %w", n, err)
+			}
+			st.tables[n] = c
+			st.total += c
+		}
+		if err := br.Close(); err != nil {
+			return st, fmt.Errorf("count rows: %w", err)
+		}
 	}
 	rows, err = conn.Query(ctx, indexesSQL)
 	if err != nil {
@@ -277,8 +290,12 @@ func (src stats) equal(dst stats) (bool, string) {
 			diffs = append(diffs, fmt.Sprintf("%s has %d rows, source %d", n, d, src.tables[n]))
 		}
 	}
+	have := make(map[string]bool, len(dst.indexes))
+	for _, ix := range dst.indexes {
+		have[ix] = true
+	}
 	for _, ix := range src.indexes {
-		if !slices.Contains(dst.indexes, ix) {
+		if !have[ix] {
 			diffs = append(diffs, "index "+ix+" missing or invalid")
 		}
 	}

@@ -46,14 +46,24 @@ var allTools = []string{toolNative, toolPgmove, toolPgcopydb}
 const (
 	dataPgbench = "pgbench"
 	dataTables  = "tables"
+	// dataGrowth is two datasets timed in turns, pgmove only: -growth-tables
+	// tables of -growth-rows rows, and ten times as many (issue 18: the
+	// time must grow at most 11× for 10× the tables).
+	dataGrowth      = "growth"
+	dataGrowthSmall = "growth-small"
+	dataGrowthLarge = "growth-large"
 )
+
+var allDatasets = []string{dataPgbench, dataTables, dataGrowth}
 
 // options are the command line.
 type options struct {
 	srcMajor, dstMajor int
 	scale              int
 	tables, rows       int
-	only               string // "", dataPgbench or dataTables
+	only               []string // the datasets to run, in allDatasets' order
+	growthTables       int      // tables of dataset growth-small; growth-large has 10×
+	growthRows         int
 	tools              []string
 	jobs               int
 	keep               bool
@@ -77,19 +87,22 @@ const (
 	specScale  = 100
 	specTables = 2000
 	specRows   = 500
+	// growth: 2,000 and 20,000 tables of 20 rows (issue 18).
+	specGrowthTables = 2000
+	specGrowthRows   = 20
+	growthFactor     = 10
 )
 
 // fullSize reports whether the datasets have the sizes the targets were set for.
 func (o *options) fullSize() bool {
-	return o.scale == specScale && o.tables == specTables && o.rows == specRows
+	return o.scale == specScale && o.tables == specTables && o.rows == specRows &&
+		o.growthTables == specGrowthTables && o.growthRows == specGrowthRows
 }
 
-func (o *options) datasets() []string {
-	if o.only != "" {
-		return []string{o.only}
-	}
-	return []string{dataPgbench, dataTables}
-}
+// datasets are the datasets of this run (-only), in allDatasets' order.
+func (o *options) datasets() []string { return o.only }
+
+func (o *options) hasData(name string) bool { return slices.Contains(o.only, name) }
 
 func (o *options) has(tool string) bool { return slices.Contains(o.tools, tool) }
 
@@ -160,7 +173,9 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	fs.IntVar(&o.scale, "scale", specScale, "pgbench scale of dataset pgbench")
 	fs.IntVar(&o.tables, "tables", specTables, "number of tables of dataset tables")
 	fs.IntVar(&o.rows, "rows", specRows, "rows per table of dataset tables")
-	fs.StringVar(&o.only, "only", "", "run one dataset only: pgbench or tables")
+	only := fs.String("only", strings.Join(allDatasets, ","), "the datasets to run, comma-separated: pgbench, tables, growth")
+	fs.IntVar(&o.growthTables, "growth-tables", specGrowthTables, "tables of dataset growth's smaller half; the larger has 10× as many")
+	fs.IntVar(&o.growthRows, "growth-rows", specGrowthRows, "rows per table of dataset growth")
 	tools := fs.String("tools", strings.Join(allTools, ","), "tools to time, comma-separated: native, pgmove, pgcopydb")
 	fs.IntVar(&o.runs, "runs", 3, "time each tool this many times, taking turns; ratios are of the medians")
 	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "parallel jobs given to pgmove and pgcopydb")
@@ -215,10 +230,24 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 			return nil, fmt.Errorf("%s %d: pgmove's servers are PostgreSQL 13..18", m.name, m.v)
 		}
 	}
-	switch o.only {
-	case "", dataPgbench, dataTables:
-	default:
-		return nil, fmt.Errorf("-only %q: want pgbench or tables", o.only)
+	for _, d := range strings.Split(*only, ",") {
+		d = strings.TrimSpace(d)
+		if d == "" {
+			continue
+		}
+		if !slices.Contains(allDatasets, d) {
+			return nil, fmt.Errorf("-only: unknown dataset %q; want pgbench, tables or growth", d)
+		}
+		if !slices.Contains(o.only, d) {
+			o.only = append(o.only, d)
+		}
+	}
+	if len(o.only) == 0 {
+		return nil, errors.New("-only: name at least one dataset")
+	}
+	slices.SortFunc(o.only, func(a, b string) int { return slices.Index(allDatasets, a) - slices.Index(allDatasets, b) })
+	if o.growthTables < 1 || o.growthRows < 0 {
+		return nil, errors.New("-growth-tables must be at least 1 and -growth-rows 0 or more")
 	}
 	for _, t := range strings.Split(*tools, ",") {
 		t = strings.TrimSpace(t)

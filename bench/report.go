@@ -169,7 +169,7 @@ func writeHeader(w io.Writer, res results, o *options) {
 		fmt.Fprintf(w, " (%s)", res.GitCommit)
 	}
 	fmt.Fprintf(w, ", %d cores, --jobs %d; source PostgreSQL %s -> target PostgreSQL %s, loopback\n", res.Cores, res.Jobs, res.Source, res.Target)
-	writeSettings(w, o)
+	writeSettings(w, res.Settings, o.fsyncOff)
 	fmt.Fprintln(w, "tools: native = pgmove migrate --copy native (full schema, then PostgreSQL's table sync); pgmove = pgmove migrate;")
 	fmt.Fprintln(w, "  pgcopydb = pgcopydb clone. Each gets a fresh empty target database; seconds are the whole command, wall clock.")
 	fmt.Fprintln(w, "  MB/s = the source's table data (sum of pg_table_size, MB of 2^20 bytes) / seconds. Peak RSS = ru_maxrss of the tool's process")
@@ -182,8 +182,8 @@ func writeHeader(w io.Writer, res results, o *options) {
 		fmt.Fprintf(w, "  pgmove runs with extra arguments: %s\n", strings.Join(o.pgmoveArgs, " "))
 	}
 	if !o.fullSize() {
-		fmt.Fprintf(w, "NOTE: smaller datasets than the targets were set for (pgbench scale %d, %d tables of %d rows): the PASS/FAIL lines are indicative only.\n",
-			specScale, specTables, specRows)
+		fmt.Fprintf(w, "NOTE: other datasets than the targets were set for (pgbench scale %d, %d tables of %d rows, growth %d and %d tables of %d rows): the PASS/FAIL lines are indicative only.\n",
+			specScale, specTables, specRows, specGrowthTables, specGrowthTables*growthFactor, specGrowthRows)
 	}
 }
 

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/pgmove/pgmove/internal/pgserver"
 )
 
 // productionSettings are what a DBA would set on this machine, 2 cores and
@@ -23,6 +26,11 @@ import (
 //   - wal_buffers 16MB (what 3GB of shared_buffers auto-tunes to, written
 //     out so the figure is visible), maintenance_work_mem 1GB for the index
 //     builds (two at a time on 2 cores);
+//   - max_locks_per_transaction 1024: pg_dump (every tool's schema dump)
+//     locks every table it dumps in one transaction, and the shared lock
+//     table holds max_locks_per_transaction × max_connections locks; the
+//     default 64 × 100 is out of shared memory at 20,000 tables (dataset
+//     growth), as any DBA with that many tables finds out;
 //   - replication limits high enough for every tool; the sync workers are
 //     PostgreSQL's default on purpose: the native path is measured as users
 //     get it.
@@ -38,6 +46,7 @@ var productionSettings = map[string]string{
 	"checkpoint_completion_target":      "0.9",
 	"wal_buffers":                       "16MB",
 	"maintenance_work_mem":              "1GB",
+	"max_locks_per_transaction":         "1024",
 	"max_replication_slots":             "50",
 	"max_wal_senders":                   "50",
 	"max_logical_replication_workers":   "8",
@@ -55,6 +64,7 @@ var fastSettings = map[string]string{
 	"max_wal_size":                      "16GB",
 	"checkpoint_timeout":                "30min",
 	"maintenance_work_mem":              "512MB",
+	"max_locks_per_transaction":         "1024",
 	"max_replication_slots":             "50",
 	"max_wal_senders":                   "50",
 	"max_logical_replication_workers":   "8",
@@ -69,9 +79,56 @@ func (o *options) serverSettings() map[string]string {
 	return maps.Clone(productionSettings)
 }
 
-// writeSettings prints the servers' settings for a report's header.
-func writeSettings(w io.Writer, o *options) {
-	s := o.serverSettings()
+// liveSettings reads back, from each running server, the settings bench
+// asked for: the header prints what the servers run with, not what bench
+// meant to give them. A server whose value differs from the source's is
+// named next to it.
+func (b *bench) liveSettings(ctx context.Context, servers ...*pgserver.Server) (map[string]string, error) {
+	keys := slices.Sorted(maps.Keys(b.o.serverSettings()))
+	var out map[string]string
+	for _, s := range servers {
+		if s == nil {
+			continue
+		}
+		conn, err := connect(ctx, s, "postgres")
+		if err != nil {
+			return nil, err
+		}
+		got := map[string]string{}
+		rows, err := conn.Query(ctx, "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.unnest($1::text[]) AS name", keys)
+		if err == nil {
+			for rows.Next() {
+				var k, v string
+				if err = rows.Scan(&k, &v); err != nil {
+					break
+				}
+				got[k] = v
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		conn.Close(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("postgresql %d: read settings: %w", s.Major, err)
+		}
+		if out == nil {
+			out = got
+			continue
+		}
+		for k, v := range got {
+			if out[k] != v {
+				out[k] += fmt.Sprintf(" (PG %d: %s)", s.Major, v)
+			}
+		}
+	}
+	return out, nil
+}
+
+// writeSettings prints the servers' settings, as read back from them
+// (liveSettings), for a report's header.
+func writeSettings(w io.Writer, s map[string]string, fsyncOff bool) {
 	line := func(keys ...string) string {
 		var kv []string
 		for _, k := range keys {
@@ -89,10 +146,10 @@ func writeSettings(w io.Writer, o *options) {
 			rest = append(rest, k)
 		}
 	}
-	if o.fsyncOff {
-		fmt.Fprintf(w, "servers (both sides, every tool): %s: -fsync-off, no disk flush on any side (not production figures)\n", line(durability...))
+	if fsyncOff {
+		fmt.Fprintf(w, "servers (both sides, every tool, as read back from them): %s: -fsync-off, no disk flush on any side (not production figures)\n", line(durability...))
 	} else {
-		fmt.Fprintf(w, "servers (both sides, every tool): production durability, %s,\n", line(durability...))
+		fmt.Fprintf(w, "servers (both sides, every tool, as read back from them): production durability, %s,\n", line(durability...))
 		fmt.Fprintln(w, "  sized as a DBA would for half of this machine each (2 cores, 24 GiB, source and target share it):")
 	}
 	fmt.Fprintf(w, "  %s\n", line(rest...))

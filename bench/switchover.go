@@ -53,17 +53,18 @@ const (
 // switchoverResults is what one switchover bench measured; it is written as
 // JSON to bench/results/<time>-switchover.json.
 type switchoverResults struct {
-	Time          string        `json:"time"`
-	Cores         int           `json:"cores"`
-	PgmoveVersion string        `json:"pgmove_version"`
-	GitCommit     string        `json:"git_commit,omitempty"`
-	Source        string        `json:"source_version"`
-	Target        string        `json:"target_version"`
-	PgBouncer     string        `json:"pgbouncer_version"`
-	Scale         int           `json:"pgbench_scale"`
-	Clients       int           `json:"pgbench_clients"`
-	Rate          int           `json:"pgbench_rate,omitempty"` // pgbench -R; 0: as fast as it goes
-	Phases        []phaseResult `json:"phases"`
+	Time          string            `json:"time"`
+	Cores         int               `json:"cores"`
+	PgmoveVersion string            `json:"pgmove_version"`
+	GitCommit     string            `json:"git_commit,omitempty"`
+	Source        string            `json:"source_version"`
+	Target        string            `json:"target_version"`
+	PgBouncer     string            `json:"pgbouncer_version"`
+	Scale         int               `json:"pgbench_scale"`
+	Clients       int               `json:"pgbench_clients"`
+	Rate          int               `json:"pgbench_rate,omitempty"` // pgbench -R; 0: as fast as it goes
+	Settings      map[string]string `json:"server_settings"`
+	Phases        []phaseResult     `json:"phases"`
 	// At the end, once the target caught up: the pgbench tables' counts and
 	// balances on both sides, and the probe's acknowledged rows.
 	ProbeAcked   int            `json:"probe_acknowledged"`
@@ -233,6 +234,9 @@ func (b *bench) runSwitchover(ctx context.Context) error {
 		GitCommit: b.gitCommit, Source: shortVersion(b.src), Target: shortVersion(r.dst), Scale: b.o.scale, Clients: b.o.clients, Rate: b.o.rate}
 	if out, err := exec.CommandContext(ctx, "/usr/sbin/pgbouncer", "--version").Output(); err == nil {
 		r.res.PgBouncer = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	if r.res.Settings, err = b.liveSettings(ctx, b.src, r.dst); err != nil {
+		return err
 	}
 	writeSwitchoverHeader(b.stdout, &r.res, b.o)
 	if err := r.prepare(ctx); err != nil {
@@ -752,7 +756,7 @@ func writeSwitchoverHeader(w io.Writer, res *switchoverResults, o *options) {
 	fmt.Fprintln(w, "pause = from the fence to RESUME as pgmove reports it; the probe's longest gap = the longest time between two of its")
 	fmt.Fprintln(w, "  commits in the phase (10 ms of it is the probe's own sleep). Lost = acknowledged probe rows missing on a side at the")
 	fmt.Fprintln(w, "  end, once the target caught up.")
-	writeSettings(w, o)
+	writeSettings(w, res.Settings, o.fsyncOff)
 }
 
 func writeSwitchover(w io.Writer, res *switchoverResults) {
