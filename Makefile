@@ -7,7 +7,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 BIN     := bin/pgmove
 
-.PHONY: all build deps test unit fuzz demo bench bench-switchover bench-compare clean
+.PHONY: all build deps test unit fuzz demo bench bench-switchover bench-compare bench-catchup clean
 
 all: build
 
@@ -43,6 +43,12 @@ bench: build
 # target 18). Arguments of scripts/bench go in BENCH_ARGS.
 bench-switchover: deps
 	scripts/bench -switchover $(BENCH_ARGS)
+
+# The apply after a long copy (issue 18): pgbench -R through migrate on
+# scale 100, 16 -> 18, the lag after the copy, the highest rate the apply
+# sustains, binary and streaming on and off.
+bench-catchup: build
+	scripts/bench -catchup -scale 100 -runs 3 $(BENCH_ARGS)
 
 # compare --checksum against count(*) on pgbench scale 50, PostgreSQL 15 -> 17.
 bench-compare: build

@@ -79,6 +79,7 @@ type options struct {
 	rate         int  // pgbench -R; 0: as fast as it goes
 	phaseSeconds int  // pgbench -T of each phase
 	compare      bool // the compare benchmark instead (bench/compare.go)
+	catchup      bool // the catch-up benchmark instead (bench/catchup.go)
 	fsyncOff     bool // -fsync-off: servers without disk flushes (bench/settings.go)
 }
 
@@ -126,6 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		if o.compare {
 			err = b.runCompare(ctx)
+		} else if o.catchup {
+			err = b.runCatchup(ctx)
 		} else {
 			err = b.run(ctx)
 		}
@@ -191,6 +194,8 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	fs.IntVar(&o.rate, "rate", 1000, "-switchover: pgbench -R, transactions per second in all (0: as fast as it goes)")
 	fs.IntVar(&o.phaseSeconds, "phase-seconds", 15, "-switchover: pgbench -T of each phase (3 s before pgmove starts, the rest during and after it)")
 	fs.BoolVar(&o.compare, "compare", false, "run the compare benchmark instead (make bench-compare): count(*) against compare --checksum on pgbench -scale, equal, one changed row, under writes")
+	fs.BoolVar(&o.catchup, "catchup", false, "run the catch-up benchmark instead (make bench-catchup): pgbench -R -rate through the copy, the lag after it,\n"+
+		"the highest rate the apply sustains, and the apply's speed with binary and streaming on and off; defaults -src 16 -dst 18 -rate 500 -clients 4 -phase-seconds 20")
 	fs.BoolVar(&o.fsyncOff, "fsync-off", false, "servers with fsync, full_page_writes and synchronous_commit off (the earlier bench's; not production figures);\n"+
 		"the default is production settings (bench/settings.go). -switchover and -compare default to it, as their figures were measured so")
 	if err := fs.Parse(args); err != nil {
@@ -200,6 +205,20 @@ Exit codes: 0 measured (whatever the figures), 1 error, 2 usage, 130 interrupted
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if (o.switchover || o.compare) && !set["fsync-off"] {
 		o.fsyncOff = true
+	}
+	if o.catchup {
+		for name, v := range map[string]struct {
+			p *int
+			v int
+		}{"src": {&o.srcMajor, 16}, "dst": {&o.dstMajor, 18}, "rate": {&o.rate, 500}, "clients": {&o.clients, 4}, "phase-seconds": {&o.phaseSeconds, 20}} {
+			if !set[name] {
+				*v.p = v.v
+			}
+		}
+		*tools = toolPgmove
+		if o.clients < 1 || o.rate < 1 || o.phaseSeconds < 5 {
+			return nil, errors.New("-catchup: -clients and -rate must be at least 1, -phase-seconds at least 5")
+		}
 	}
 	if o.switchover {
 		for name, v := range map[string]struct {
