@@ -115,7 +115,10 @@ func (b *bench) runCatchup(ctx context.Context) error {
 		return err
 	}
 	res := catchupResults{Time: time.Now().UTC().Format(time.RFC3339), Source: shortVersion(b.src), Target: shortVersion(dst),
-		Scale: b.o.scale, Clients: b.o.clients, Rate: b.o.rate, Settings: b.o.serverSettings(), CopyEndLag: -1, CatchUpSeconds: -1}
+		Scale: b.o.scale, Clients: b.o.clients, Rate: b.o.rate, CopyEndLag: -1, CatchUpSeconds: -1}
+	if res.Settings, err = b.liveSettings(ctx, b.src, dst); err != nil {
+		return err
+	}
 	db := pgx.Identifier{catchupDB}.Sanitize()
 	for _, s := range []*pgserver.Server{b.src, dst} {
 		if err := execIn(ctx, s, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
@@ -657,7 +660,7 @@ func medianOf(runs []drainRun, label string) (float64, int) {
 func writeCatchup(w io.Writer, res *catchupResults, o *options) {
 	fmt.Fprintf(w, "\ncatch-up: pgbench scale %d, PostgreSQL %s -> %s, pgbench -c %d on the source (%d cores: the load, both servers and the apply share them)\n",
 		res.Scale, res.Source, res.Target, res.Clients, runtime.NumCPU())
-	writeSettings(w, o)
+	writeSettings(w, res.Settings, o.fsyncOff)
 	fmt.Fprintf(w, "subscription as pgmove made it: binary=%s streaming=%s\n", res.Subscription["binary"], res.Subscription["streaming"])
 	fmt.Fprintf(w, "\n1. migrate under pgbench -R %d (%.0f tps reached): %.1f s; lag when the subscription started %s; under 1 MB %s later\n",
 		res.Rate, res.CopyWrites, res.MigrateSeconds, mb(res.CopyEndLag), secs(res.CatchUpSeconds))
