@@ -21,8 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgmove/pgmove/internal/phase"
 	"github.com/pgmove/pgmove/internal/pgserver"
+	"github.com/pgmove/pgmove/internal/phase"
 )
 
 // The catch-up benchmark (make bench-catchup, scripts/bench -catchup), issue
@@ -65,13 +65,13 @@ type lagSample struct {
 }
 
 type rateStep struct {
-	Rate       int     `json:"rate"` // 0: unthrottled
-	TPS        float64 `json:"tps"`
-	LagEnd     int64   `json:"lag_end_bytes"`
-	LagMax     int64   `json:"lag_max_bytes"`
-	Drained    float64 `json:"drained_seconds"` // after pgbench ended, until under 1 MB; -1 never
-	SourceLimit bool   `json:"source_limited"`
-	KeptUp     bool    `json:"kept_up"`
+	Rate        int     `json:"rate"` // 0: unthrottled
+	TPS         float64 `json:"tps"`
+	LagEnd      int64   `json:"lag_end_bytes"`
+	LagMax      int64   `json:"lag_max_bytes"`
+	Drained     float64 `json:"drained_seconds"` // after pgbench ended, until under 1 MB; -1 never
+	SourceLimit bool    `json:"source_limited"`
+	KeptUp      bool    `json:"kept_up"`
 }
 
 type drainRun struct {
@@ -82,20 +82,20 @@ type drainRun struct {
 }
 
 type catchupResults struct {
-	Time     string            `json:"time"`
-	Source   string            `json:"source"`
-	Target   string            `json:"target"`
-	Scale    int               `json:"scale"`
-	Clients  int               `json:"clients"`
-	Rate     int               `json:"rate"`
-	Settings map[string]string `json:"settings"`
+	Time         string            `json:"time"`
+	Source       string            `json:"source"`
+	Target       string            `json:"target"`
+	Scale        int               `json:"scale"`
+	Clients      int               `json:"clients"`
+	Rate         int               `json:"rate"`
+	Settings     map[string]string `json:"settings"`
 	Subscription map[string]string `json:"subscription_options"`
 
 	MigrateSeconds float64            `json:"migrate_seconds"`
 	Phases         map[string]float64 `json:"phases"`
 	CopyWrites     float64            `json:"copy_load_tps"`
-	CopyEndLag     int64              `json:"copy_end_lag_bytes"`     // -1 unknown
-	CatchUpSeconds float64            `json:"catch_up_seconds"`       // from the subscription's start to under 1 MB; -1 unknown
+	CopyEndLag     int64              `json:"copy_end_lag_bytes"` // -1 unknown
+	CatchUpSeconds float64            `json:"catch_up_seconds"`   // from the subscription's start to under 1 MB; -1 unknown
 	Steps          []rateStep         `json:"rate_steps"`
 	Sustained      int                `json:"sustained_rate"`
 	Drains         []drainRun         `json:"drains"`
