@@ -220,6 +220,7 @@ func writeDataset(w io.Writer, res results, ds *datasetResult) {
 	}
 	tw.Flush()
 	writePhases(w, ds)
+	writeCPU(w, ds, res.Cores)
 	writeTargets(w, ds)
 }
 

@@ -45,9 +45,13 @@ type runResult struct {
 	// CPUSeconds is the user and system time of the tool's process and the
 	// children it waited for: the client's own share of a 2-core machine.
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
-	Equal      bool    `json:"target_equals_source"`
-	Check      string  `json:"check,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	// SourceCPUSeconds and TargetCPUSeconds are the CPU the servers'
+	// processes used during the run (bench/cpu.go); -1 unknown.
+	SourceCPUSeconds float64 `json:"source_cpu_seconds"`
+	TargetCPUSeconds float64 `json:"target_cpu_seconds"`
+	Equal            bool    `json:"target_equals_source"`
+	Check            string  `json:"check,omitempty"`
+	Error            string  `json:"error,omitempty"`
 	// Leftovers is what the tool's own cleanup left and bench dropped.
 	Leftovers string `json:"leftovers,omitempty"`
 	Log       string `json:"log,omitempty"`
@@ -137,9 +141,11 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 	// lets pgmove and pgcopydb stop their own way first.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 	cmd.WaitDelay = time.Minute
+	meter := startCPU(b.src, dst)
 	start := time.Now()
 	runErr := cmd.Run()
 	r.Seconds = time.Since(start).Seconds()
+	r.SourceCPUSeconds, r.TargetCPUSeconds = meter.stop()
 	if ps := cmd.ProcessState; ps != nil {
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			r.PeakRSSMB = float64(ru.Maxrss) / 1024 // KB on Linux
