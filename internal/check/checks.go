@@ -77,14 +77,9 @@ func (c *checker) sourceSettings(ctx context.Context) error {
 	if c.src == nil {
 		return nil
 	}
-	s, err := settings(ctx, c.src, "wal_level", "max_replication_slots", "max_wal_senders", "wal_sender_timeout")
+	s, err := settings(ctx, c.src, "wal_level", "max_replication_slots", "max_wal_senders")
 	if err != nil {
 		return err
-	}
-	// pg_settings gives the value in the setting's unit (ms); 0 is off.
-	if s["wal_sender_timeout"] == "0" {
-		c.r.add(Warning, config.Source, "wal_sender_timeout", "", "wal_sender_timeout = 0: a walsender whose subscription was cut off by the network holds the slot until TCP gives up (about 15 minutes); the subscription cannot take the slot back meanwhile",
-			"ALTER SYSTEM SET wal_sender_timeout = '60s'; SELECT pg_catalog.pg_reload_conf();")
 	}
 	if s["wal_level"] != "logical" {
 		c.r.add(Error, config.Source, "wal_level", "", fmt.Sprintf("wal_level is %q; logical replication needs logical", s["wal_level"]),
@@ -133,7 +128,7 @@ func (c *checker) targetSettings(ctx context.Context) error {
 	if c.dst == nil {
 		return nil
 	}
-	names := []string{"max_logical_replication_workers", "max_worker_processes", "max_replication_slots", "max_sync_workers_per_subscription", "wal_receiver_timeout"}
+	names := []string{"max_logical_replication_workers", "max_worker_processes", "max_replication_slots", "max_sync_workers_per_subscription"}
 	// PostgreSQL 18 counts replication origins on their own; before, the
 	// subscriber's max_replication_slots limited them.
 	originSetting := "max_replication_slots"
@@ -162,10 +157,6 @@ func (c *checker) targetSettings(ctx context.Context) error {
 	need := sync
 	if !ourSub {
 		need++
-	}
-	if s["wal_receiver_timeout"] == "0" {
-		c.r.add(Warning, config.Target, "wal_receiver_timeout", "", "wal_receiver_timeout = 0: a subscription whose connection to the source is cut by the network waits on it for a long time (up to TCP's own limits) instead of connecting again",
-			"ALTER SYSTEM SET wal_receiver_timeout = '60s'; SELECT pg_catalog.pg_reload_conf();")
 	}
 	capacity(c.r, config.Target, "max_logical_replication_workers", atoi(s["max_logical_replication_workers"]), workers, need, sync)
 	capacity(c.r, config.Target, originSetting, atoi(s[originSetting]), origins, need, sync)
