@@ -273,72 +273,15 @@ func (c *checker) sourceAdmin(ctx context.Context) error {
 		c.r.add(Error, config.Source, "privilege", "", fmt.Sprintf("role %s cannot read %d table(s) (%s): pg_dump and the copy need SELECT on everything", user, len(unreadable), names(unreadable, 3)),
 			grantPerSchema(unreadable, "SELECT", c.src.User)+"\n-- or connect as a superuser (pg_admin_username)")
 	}
-	// has_table_privilege does not look at the schema: a table readable by
-	// its grant is still out of reach without USAGE on its schema.
-	noUsage, err := tablesWhere(ctx, c.src, "NOT pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE')", oids(all))
-	if err != nil {
-		return err
-	}
-	if len(noUsage) > 0 {
-		c.r.add(Error, config.Source, "privilege", "", fmt.Sprintf("role %s has no USAGE on the schema of %d table(s) (%s): pg_dump and the copy cannot reach them", user, len(noUsage), names(noUsage, 3)),
-			usagePerSchema(noUsage, c.src.User)+"\n-- or GRANT pg_read_all_data TO "+user+";  (14+: SELECT and USAGE everywhere)")
-	}
-	// copy-seq and pg_dump read every sequence.
-	seqs, err := catalog.Sequences(ctx, c.src)
-	if err != nil {
-		return err
-	}
-	seqOIDs := make([]uint32, len(seqs))
-	for i, sq := range seqs {
-		seqOIDs[i] = sq.OID
-	}
-	unreadSeqs, err := tablesWhere(ctx, c.src, "NOT pg_catalog.has_sequence_privilege(c.oid, 'SELECT')", seqOIDs)
-	if err != nil {
-		return err
-	}
-	if len(unreadSeqs) > 0 {
-		c.r.add(Error, config.Source, "privilege", "", fmt.Sprintf("role %s cannot read %d sequence(s) (%s): pg_dump and copy-seq need SELECT on them", user, len(unreadSeqs), names(unreadSeqs, 3)),
-			grantSeqPerSchema(unreadSeqs, c.src.User))
-	}
 	notOwned, err := tablesWhere(ctx, c.src, "NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')", oids(c.r.Published))
 	if err != nil {
 		return err
 	}
 	if len(notOwned) > 0 {
-		// Membership in the owner role is what CREATE PUBLICATION ...
-		// FOR TABLE asks (it checks ownership, which a member has).
-		var owners []string
-		rows, err := c.src.Query(ctx, `SELECT DISTINCT c.relowner::regrole::text FROM pg_catalog.pg_class c
-			WHERE c.oid = ANY($1::oid[]) AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1`, oids(c.r.Published))
-		if err == nil {
-			owners, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		}
-		if err != nil {
-			return c.src.Wrap("read table owners", err)
-		}
-		var fix []string
-		for _, o := range owners {
-			// regrole's text is already quoted where it needs to be.
-			fix = append(fix, fmt.Sprintf("GRANT %s TO %s;", o, user))
-		}
-		fix = append(fix, "-- or connect as a superuser (pg_admin_username)")
-		c.r.add(Error, config.Source, "privilege", "", fmt.Sprintf("role %s does not own %d published table(s) (%s): only owners (and members of the owning role) and superusers can add a table to a publication", user, len(notOwned), names(notOwned, 3)),
-			strings.Join(fix, "\n"))
+		c.r.add(Error, config.Source, "privilege", "", fmt.Sprintf("role %s does not own %d published table(s) (%s): only owners and superusers can add a table to a publication", user, len(notOwned), names(notOwned, 3)),
+			"connect as a superuser (pg_admin_username), or as the tables' owner")
 	}
 	return nil
-}
-
-// grantSeqPerSchema writes one GRANT SELECT per schema for the sequences listed.
-func grantSeqPerSchema(qs []catalog.QualifiedName, role string) string {
-	seen := map[string]bool{}
-	var lines []string
-	for _, q := range qs {
-		if !seen[q.Schema] {
-			seen[q.Schema] = true
-			lines = append(lines, fmt.Sprintf("GRANT SELECT ON ALL SEQUENCES IN SCHEMA %s TO %s;", pgx.Identifier{q.Schema}.Sanitize(), pgx.Identifier{role}.Sanitize()))
-		}
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (c *checker) replicationRole(ctx context.Context) error {
@@ -365,13 +308,8 @@ func (c *checker) replicationRole(ctx context.Context) error {
 	if !repl && !super {
 		c.r.add(Error, config.Source, "replication_role", role, fmt.Sprintf("role %s lacks the REPLICATION attribute the subscription needs", q), fmt.Sprintf("ALTER ROLE %s REPLICATION;", q))
 	}
-	// The role pgmove connects as was checked for USAGE and SELECT on
-	// everything already (sourceAdmin): one finding each, not two.
 	if super {
 		return nil
-	}
-	if role == c.src.User {
-		return c.replicationRLS(role, q, bypass)
 	}
 	noUsage, err := tablesWhere(ctx, c.src, "NOT pg_catalog.has_schema_privilege($2::name, c.relnamespace, 'USAGE')", oids(c.r.Published), role)
 	if err != nil {
@@ -398,12 +336,6 @@ func (c *checker) replicationRole(ctx context.Context) error {
 		c.r.add(sev, config.Source, "replication_role", role, fmt.Sprintf("role %s cannot read %d published table(s) (%s): %s", q, len(unreadable), names(unreadable, 3), msg),
 			grantPerSchema(unreadable, "SELECT", role))
 	}
-	return c.replicationRLS(role, q, bypass)
-}
-
-// replicationRLS: a role that does not bypass row-level security copies
-// and replicates only the rows its policies let it see.
-func (c *checker) replicationRLS(role, q string, bypass bool) error {
 	if !bypass {
 		leaves := c.snap.Leaves(c.r.Published)
 		var rls []string

@@ -213,20 +213,6 @@ func SQLState(err error) string {
 	return ""
 }
 
-// ExplainReplicationConnect is ExplainConnect for a replication connection
-// (replication=database), which a role without the REPLICATION attribute
-// is refused with the SQLSTATE of a missing CONNECT privilege.
-func ExplainReplicationConnect(ep config.Endpoint, user string, err error) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == pgerrcode.InsufficientPrivilege {
-		where := net.JoinHostPort(orLocal(ep.Host()), ep.Port())
-		u := pgx.Identifier{user}.Sanitize()
-		return &Error{Side: ep.Side, Msg: fmt.Sprintf("%s: role %q may not open a replication connection to database %q at %s (%s); it needs the REPLICATION attribute and CONNECT on the database: ALTER ROLE %s REPLICATION; GRANT CONNECT ON DATABASE %s TO %s;",
-			ep.Side, user, ep.DB, where, OneLine(pe.Message), u, pgx.Identifier{ep.DB}.Sanitize(), u), Code: pe.Code, Problem: LoginFailed, Err: err}
-	}
-	return ExplainConnect(ep, user, err)
-}
-
 // ExplainConnect words a failed connection attempt: what went wrong, on which
 // side, and the fix.
 func ExplainConnect(ep config.Endpoint, user string, err error) error {
@@ -242,17 +228,9 @@ func ExplainConnect(ep config.Endpoint, user string, err error) error {
 			msg = fmt.Sprintf("password authentication failed for user %q at %s; put the right password in ~/.pgpass (%s:%s:%s:%s:<password>), PGPASSFILE or PGPASSWORD",
 				user, where, orLocal(ep.Host()), ep.Port(), ep.DB, user)
 		case pgerrcode.InvalidAuthorizationSpecification:
-			// One SQLSTATE for a role that may not log in and for a
-			// pg_hba.conf without a line: both fixes, exact.
 			problem = LoginFailed
-			msg = fmt.Sprintf("the server at %s refused user %q (%s); check that the role exists and can log in (ALTER ROLE %s LOGIN;), and that pg_hba.conf has a line for it from this host, e.g. host %s %s <this-host-ip>/32 scram-sha-256, then reload",
-				where, user, OneLine(pe.Message), pgx.Identifier{user}.Sanitize(), ep.DB, user)
-		case pgerrcode.InsufficientPrivilege:
-			// At log-in, the database's CONNECT privilege (a replication
-			// connection words its own: ExplainReplicationConnect).
-			problem = LoginFailed
-			msg = fmt.Sprintf("role %q may not connect to database %q at %s (%s); GRANT CONNECT ON DATABASE %s TO %s;",
-				user, ep.DB, where, OneLine(pe.Message), pgx.Identifier{ep.DB}.Sanitize(), pgx.Identifier{user}.Sanitize())
+			msg = fmt.Sprintf("the server at %s refused user %q (%s); check that the role exists and can log in, and that pg_hba.conf has a line for it from this host, e.g. host %s %s <this-host-ip>/32 scram-sha-256, then reload",
+				where, user, OneLine(pe.Message), ep.DB, user)
 		case pgerrcode.InvalidCatalogName:
 			problem = NoDatabase
 			msg = fmt.Sprintf("database %q does not exist at %s; create it, or set %s to an existing database", ep.DB, where, ep.DBKey())

@@ -40,7 +40,7 @@ func ConnectReplication(ctx context.Context, m *config.Migration, app string) (*
 	}
 	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
 	if err != nil {
-		return nil, cluster.ExplainReplicationConnect(ep, cfg.User, err)
+		return nil, cluster.ExplainConnect(ep, cfg.User, err)
 	}
 	return conn, nil
 }
