@@ -24,20 +24,12 @@ func Child(ep config.Endpoint, app string) (ChildConn, error) {
 	}
 	ci := ep.Conninfo.Clone()
 	delete(ci, "password")
-	childLink(ci)
 	env := make([]string, 0, len(os.Environ())+2)
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "PGPASSWORD=") || strings.HasPrefix(kv, "PGAPPNAME=") {
 			continue
 		}
 		env = append(env, kv)
-	}
-	// The server's end of the child's connection gets pgmove's dead-link
-	// bounds too, unless the user passes server options already.
-	if _, ok := ci["options"]; !ok && os.Getenv("PGOPTIONS") == "" {
-		if o := childServerLink(ep); o != "" {
-			env = append(env, "PGOPTIONS="+o)
-		}
 	}
 	if cfg.Password != "" {
 		env = append(env, "PGPASSWORD="+cfg.Password)

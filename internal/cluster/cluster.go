@@ -69,9 +69,6 @@ func Config(ep config.Endpoint, app string) (*pgx.ConnConfig, error) {
 	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = "0"
 	cfg.RuntimeParams["lock_timeout"] = "0"
 	cfg.RuntimeParams["client_encoding"] = "UTF8"
-	if err := applyLink(cfg, ep); err != nil {
-		return nil, err
-	}
 	return cfg, nil
 }
 
