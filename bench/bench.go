@@ -125,19 +125,36 @@ func (b *bench) progress(format string, args ...any) {
 	fmt.Fprintf(b.stderr, "bench: "+format+"\n", args...)
 }
 
-// run starts the servers, builds each dataset and times each tool on it.
-func (b *bench) run(ctx context.Context) error {
-	if b.o.switchover {
-		return b.runSwitchover(ctx)
-	}
+// startServers removes the servers killed earlier runs left, then starts
+// the source (b.src) and the target of -dst, which it returns.
+func (b *bench) startServers(ctx context.Context) (*pgserver.Server, error) {
 	if reaped, err := pgserver.Reap(""); err == nil && len(reaped) > 0 {
 		b.progress("removed %d server(s) left by killed earlier runs", len(reaped))
 	}
 	var err error
 	if b.src, err = b.startServer(ctx, b.o.srcMajor, "bench-src"); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err = b.target(ctx, b.o.dstMajor); err != nil {
+	return b.target(ctx, b.o.dstMajor)
+}
+
+// freshDatabase drops and creates database name on each server.
+func freshDatabase(ctx context.Context, name string, servers ...*pgserver.Server) error {
+	db := pgx.Identifier{name}.Sanitize()
+	for _, s := range servers {
+		if err := execIn(ctx, s, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run starts the servers, builds each dataset and times each tool on it.
+func (b *bench) run(ctx context.Context) error {
+	if b.o.switchover {
+		return b.runSwitchover(ctx)
+	}
+	if _, err := b.startServers(ctx); err != nil {
 		return err
 	}
 	b.results = results{
@@ -150,6 +167,7 @@ func (b *bench) run(ctx context.Context) error {
 		Target:        shortVersion(b.dst[b.o.dstMajor]),
 		FullSize:      b.o.fullSize(),
 	}
+	var err error
 	if b.results.Settings, err = b.liveSettings(ctx, b.src, b.dst[b.o.dstMajor]); err != nil {
 		return err
 	}

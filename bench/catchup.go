@@ -103,14 +103,7 @@ type catchupResults struct {
 }
 
 func (b *bench) runCatchup(ctx context.Context) error {
-	if reaped, err := pgserver.Reap(""); err == nil && len(reaped) > 0 {
-		b.progress("removed %d server(s) left by killed earlier runs", len(reaped))
-	}
-	var err error
-	if b.src, err = b.startServer(ctx, b.o.srcMajor, "bench-src"); err != nil {
-		return err
-	}
-	dst, err := b.target(ctx, b.o.dstMajor)
+	dst, err := b.startServers(ctx)
 	if err != nil {
 		return err
 	}
@@ -119,11 +112,8 @@ func (b *bench) runCatchup(ctx context.Context) error {
 	if res.Settings, err = b.liveSettings(ctx, b.src, dst); err != nil {
 		return err
 	}
-	db := pgx.Identifier{catchupDB}.Sanitize()
-	for _, s := range []*pgserver.Server{b.src, dst} {
-		if err := execIn(ctx, s, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
-			return err
-		}
+	if err := freshDatabase(ctx, catchupDB, b.src, dst); err != nil {
+		return err
 	}
 	b.progress("pgbench -i -s %d", b.o.scale)
 	if err := b.buildPgbench(ctx, catchupDB); err != nil {

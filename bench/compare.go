@@ -58,24 +58,14 @@ const compareDB = "cmp"
 const changedAid = 4242
 
 func (b *bench) runCompare(ctx context.Context) error {
-	if reaped, err := pgserver.Reap(""); err == nil && len(reaped) > 0 {
-		b.progress("removed %d server(s) left by killed earlier runs", len(reaped))
-	}
-	var err error
-	if b.src, err = b.startServer(ctx, b.o.srcMajor, "bench-src"); err != nil {
-		return err
-	}
-	dst, err := b.target(ctx, b.o.dstMajor)
+	dst, err := b.startServers(ctx)
 	if err != nil {
 		return err
 	}
 	res := compareResults{Time: time.Now().UTC().Format(time.RFC3339), Source: shortVersion(b.src), Target: shortVersion(dst),
 		Scale: b.o.scale, Jobs: b.o.jobs, Runs: map[string][]compareRun{}}
-	db := pgx.Identifier{compareDB}.Sanitize()
-	for _, s := range []*pgserver.Server{b.src, dst} {
-		if err := execIn(ctx, s, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
-			return err
-		}
+	if err := freshDatabase(ctx, compareDB, b.src, dst); err != nil {
+		return err
 	}
 	b.progress("pgbench -i -s %d", b.o.scale)
 	if err := b.buildPgbench(ctx, compareDB); err != nil {

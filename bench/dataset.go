@@ -76,8 +76,7 @@ func (b *bench) build(ctx context.Context, name string) (*dataset, error) {
 	}
 	b.progress("%s: building %s in source database %s", name, ds.Description, ds.Database)
 	start := time.Now()
-	db := pgx.Identifier{ds.Database}.Sanitize()
-	if err := execIn(ctx, b.src, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
+	if err := freshDatabase(ctx, ds.Database, b.src); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	var err error

@@ -219,15 +219,9 @@ type swRun struct {
 
 // runSwitchover is the whole switchover bench.
 func (b *bench) runSwitchover(ctx context.Context) error {
-	if reaped, err := pgserver.Reap(""); err == nil && len(reaped) > 0 {
-		b.progress("removed %d server(s) left by killed earlier runs", len(reaped))
-	}
-	var err error
-	if b.src, err = b.startServer(ctx, b.o.srcMajor, "bench-src"); err != nil {
-		return err
-	}
 	r := &swRun{b: b}
-	if r.dst, err = b.target(ctx, b.o.dstMajor); err != nil {
+	var err error
+	if r.dst, err = b.startServers(ctx); err != nil {
 		return err
 	}
 	r.res = switchoverResults{Time: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), PgmoveVersion: b.pgmoveVersion,
@@ -285,10 +279,9 @@ func (b *bench) runSwitchover(ctx context.Context) error {
 // target and starts pgbouncer in front of the source.
 func (r *swRun) prepare(ctx context.Context) error {
 	b := r.b
-	db := pgx.Identifier{swDB}.Sanitize()
 	b.progress("building pgbench scale %d in source database %s", b.o.scale, swDB)
 	start := time.Now()
-	if err := execIn(ctx, b.src, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
+	if err := freshDatabase(ctx, swDB, b.src); err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
 	if err := b.buildPgbench(ctx, swDB); err != nil {
@@ -297,7 +290,7 @@ func (r *swRun) prepare(ctx context.Context) error {
 	if err := execIn(ctx, b.src, swDB, "CREATE TABLE probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), note text)"); err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
-	if err := execIn(ctx, r.dst, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
+	if err := freshDatabase(ctx, swDB, r.dst); err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
 	b.progress("built in %.1f s; pgmove migrate", time.Since(start).Seconds())

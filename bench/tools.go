@@ -86,8 +86,7 @@ func (b *bench) timeTool(ctx context.Context, ds *dataset, tool string, major, r
 	// with 4 of them kept). So a database of many files is kept until the
 	// dataset is done, and any other is dropped once checked.
 	tdb := fmt.Sprintf("%s_%s_%d", ds.Database, tool, round)
-	db := pgx.Identifier{tdb}.Sanitize()
-	if err := execIn(ctx, dst, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)", "CREATE DATABASE "+db); err != nil {
+	if err := freshDatabase(ctx, tdb, dst); err != nil {
 		return fail(fmt.Errorf("target: %w", err))
 	}
 	// The same starting point for every tool: no autovacuum at work, no
